@@ -1,0 +1,93 @@
+"""The five notebooks, executed for real with papermill on the embedded tiny model."""
+
+import json
+import subprocess
+import sys
+
+import nbformat
+import papermill
+import pytest
+
+from uivlm_helpers import workbook
+from uivlm_helpers.config import ConfigError
+
+# Small but real: enough steps that training visibly lowers the loss on this CPU.
+SMALL = {"TRAIN_SIZE": 24, "EVAL_SIZE": 6, "MAX_STEPS": 24, "BATCH_SIZE": 4, "LEARNING_RATE": 2e-3,
+         "EVAL_SAMPLES": 6, "N_SAMPLES": 2}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    workbook.run_workbook(run_dir, SMALL, progress=False)
+    return run_dir
+
+
+@pytest.mark.slow
+def test_every_notebook_ran_and_recorded_results(run_dir):
+    for nb in workbook.NOTEBOOKS:
+        executed = nbformat.read(run_dir / "notebooks" / f"{nb}.ipynb", as_version=4)
+        assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code")
+        assert (run_dir / "results" / f"{nb}.json").is_file()
+    config = (run_dir / "config.yaml").read_text()
+    assert "max_steps: 24" in config and "train_size: 24" in config
+
+
+@pytest.mark.slow
+def test_training_lowered_the_loss(run_dir):
+    trained = workbook.read_results(run_dir, "03_lora_train")
+    assert trained["global_step"] == 24
+    assert trained["last_loss"] < trained["first_loss"]
+    assert (run_dir / "logs" / "train.log").read_text().count('"loss"') >= 3
+    assert list((run_dir / "logs" / "tensorboard").glob("events.out.tfevents.*"))
+    assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
+    assert (run_dir / "figures" / "loss_curve.png").stat().st_size > 5_000
+
+
+@pytest.mark.slow
+def test_every_prediction_decodes_or_counts_as_a_failure(run_dir):
+    rows = [json.loads(line) for line in (run_dir / "eval" / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == SMALL["EVAL_SAMPLES"]
+    for row in rows:
+        assert (row["predicted"] is not None) != (row["failure"] is not None)
+    metrics = workbook.read_results(run_dir, "04_eval")["metrics"]
+    parsed = sum(r["predicted"] is not None for r in rows)
+    assert metrics["fine-tuned"]["parse_rate"] == pytest.approx(parsed / len(rows))
+    assert set(metrics) == {"base", "fine-tuned"}
+
+
+@pytest.mark.slow
+def test_merged_model_reproduces_the_evaluation(run_dir):
+    shared = workbook.read_results(run_dir, "05_share")
+    assert shared["reproduces"]["all_identical"], shared["reproduces"]
+    assert shared["upload"]["pushed"] is False
+    assert "model.safetensors" in shared["files"] and "README.md" in shared["files"]
+    card = (run_dir / "share" / "README.md").read_text()
+    assert card.startswith("---\n") and "click_accuracy" in card
+
+
+def test_mistyped_parameter_fails_before_running(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown parameter\(s\) \['MAX_STPES'\]"):
+        workbook.run_workbook(tmp_path, {"MAX_STPES": 3})
+    assert not (tmp_path / "notebooks" / "01_setup.ipynb").exists()
+
+
+@pytest.mark.slow
+def test_mistyped_parameter_fails_inside_the_notebook_too(tmp_path):
+    """Run by papermill directly (not through the workbook runner), a typo still stops the run."""
+    with pytest.raises(papermill.PapermillExecutionError, match="unknown parameter"):
+        papermill.execute_notebook(str(workbook.NOTEBOOKS_DIR / "01_setup.ipynb"), str(tmp_path / "out.ipynb"),
+                                   parameters={"RUN_DIR": str(tmp_path), "MODLE_NAME": "x"},
+                                   cwd=str(workbook.NOTEBOOKS_DIR), progress_bar=False)
+
+
+def test_later_notebook_without_setup_says_run_01_first(tmp_path):
+    with pytest.raises(ConfigError, match="run 01_setup"):
+        workbook.start_notebook("03_lora_train", {"RUN_DIR": str(tmp_path)})
+
+
+def test_command_line_reports_a_typo_clearly(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "uivlm_helpers.workbook", "--run-dir", str(tmp_path),
+                             "-p", "LERNING_RATE", "0.1"], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "unknown parameter(s) ['LERNING_RATE']" in result.stderr

@@ -1,0 +1,151 @@
+"""Offline evaluation: predictions for a split, and the metrics computed from them.
+
+Every prediction is kept (raw text, decoded action, target, correctness) in ``eval/predictions.jsonl``
+so metrics can be recomputed and failures browsed. Click accuracy follows ScreenSpot: the predicted
+point (a box's centre when a box was emitted) must lie inside the target box, edges included, and an
+unparseable answer counts as wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from .wrapper import VLMWrapper, _as_image
+
+POINT_TYPES = ("click", "double_click", "long_press")
+
+
+def point_in_box(x: float, y: float, box) -> bool:
+    """Is (x, y) inside ``[x1, y1, x2, y2]``, edges included?"""
+    x1, y1, x2, y2 = box
+    return x1 <= x <= x2 and y1 <= y <= y2
+
+
+def score_prediction(predicted: dict | None, target: dict, bbox=None) -> dict:
+    """Correctness of one predicted action (pixels) against the target action (pixels) and box."""
+    parsed = predicted is not None
+    type_ok = parsed and predicted["type"] == target["type"]
+    row = {"parsed": parsed, "type_correct": bool(type_ok), "click_correct": None,
+           "text_correct": None, "distance_px": None}
+    if target["type"] in POINT_TYPES:
+        if type_ok:
+            px, py = predicted["x"], predicted["y"]
+            row["distance_px"] = math.hypot(px - target["x"], py - target["y"])
+            inside = point_in_box(px, py, bbox) if bbox else row["distance_px"] == 0
+            row["click_correct"] = bool(inside)
+        else:
+            row["click_correct"] = False
+    if target["type"] == "type":
+        row["text_correct"] = bool(type_ok and predicted.get("text") == target.get("text"))
+    row["correct"] = bool(type_ok) and row["click_correct"] is not False and row["text_correct"] is not False
+    return row
+
+
+def predict_records(wrapper: VLMWrapper, records, batch_size: int = 8, progress: bool = True) -> list[dict]:
+    """Predict every record and score it; returns one row per record."""
+    rows = []
+    records = list(records)
+    batches = range(0, len(records), batch_size)
+    for start in tqdm(batches, desc="predicting", disable=not progress):
+        chunk = records[start:start + batch_size]
+        images = [_as_image(r["image"]) for r in chunk]
+        predictions = wrapper.predict(images, [r["instruction"] for r in chunk])
+        for record, prediction, image in zip(chunk, predictions, images):
+            rows.append({
+                "id": record.get("id"), "image": str(record["image"]), "image_size": list(image.size),
+                "instruction": record["instruction"], "raw_text": prediction.raw_text,
+                "predicted": prediction.action, "failure": prediction.failure,
+                "clamped": prediction.clamped, "target": record["action"], "bbox": record.get("bbox"),
+                "element_type": record.get("element_type"), "source": record.get("source"),
+                **score_prediction(prediction.action, record["action"], record.get("bbox")),
+            })
+    return rows
+
+
+def _rate(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def compute_metrics(rows: list[dict]) -> dict:
+    """Parse rate, action-type accuracy, click accuracy, typed-text exact match, mean pixel distance,
+    each also broken down by element type and by source."""
+    def summary(subset):
+        distances = [r["distance_px"] for r in subset if r["distance_px"] is not None]
+        return {
+            "n": len(subset),
+            "parse_rate": _rate(r["parsed"] for r in subset),
+            "type_accuracy": _rate(r["type_correct"] for r in subset),
+            "click_accuracy": _rate(r["click_correct"] for r in subset),
+            "text_exact_match": _rate(r["text_correct"] for r in subset),
+            "mean_distance_px": sum(distances) / len(distances) if distances else None,
+        }
+
+    metrics = summary(rows)
+    for key in ("element_type", "source"):
+        groups = defaultdict(list)
+        for r in rows:
+            groups[str(r.get(key))].append(r)
+        metrics[f"by_{key}"] = {name: summary(group) for name, group in sorted(groups.items())}
+    return metrics
+
+
+def write_predictions(rows: list[dict], path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+    return path
+
+
+def read_predictions(path: str | Path) -> list[dict]:
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def write_metrics(metrics: dict, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(metrics, indent=2))
+    return path
+
+
+def read_metrics(path: str | Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def best_and_worst(rows: list[dict], n: int) -> tuple[list[dict], list[dict]]:
+    """The ``n`` closest correct predictions and the ``n`` furthest (or unparseable) ones."""
+    def distance(row):
+        return row["distance_px"] if row["distance_px"] is not None else float("inf")
+
+    ranked = sorted(rows, key=lambda r: (not r["correct"], distance(r)))
+    return ranked[:n], ranked[::-1][:n]
+
+
+def check_pixel_budget(config, agent) -> None:
+    """Refuse to evaluate an agent whose pixel budget differs from the run configuration's.
+
+    Coordinates learned under one image resize do not transfer to another, so a mismatch would
+    produce silently wrong clicks.
+    """
+    wanted = {"min_pixels": config.model.min_pixels, "max_pixels": config.model.max_pixels}
+    actual = agent.pixel_budget
+    for key, value in wanted.items():
+        if value is not None and actual[key] != value:
+            raise ValueError(f"pixel budget mismatch: the agent was trained with {key}={actual[key]} but "
+                             f"the run configuration asks for {value}; evaluate with the training budget")
+
+
+def metrics_table(named_metrics: dict[str, dict]):
+    """A pandas table comparing the headline metrics of several models (e.g. base vs fine-tuned)."""
+    import pandas as pd
+
+    keys = ("n", "parse_rate", "type_accuracy", "click_accuracy", "text_exact_match", "mean_distance_px")
+    return pd.DataFrame({name: {k: m.get(k) for k in keys} for name, m in named_metrics.items()}).T

@@ -1,0 +1,153 @@
+"""Sharing a trained agent: merge the adapter, write a model card, and push to the Hub token-safely.
+
+The token is looked up (``HF_TOKEN`` or the Hub login cache) only at push time, passed straight to
+``huggingface_hub`` and never printed, logged, stored in the run configuration or returned.
+Without a token, or without ``push=True``, :func:`push_to_hub` is a dry run that lists exactly what
+would be uploaded.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .config import RunConfig
+from .wrapper import VLMWrapper
+
+REPO_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
+
+
+def merge_and_save(wrapper: VLMWrapper, folder: str | Path) -> Path:
+    """Merge the wrapper's LoRA adapter into its base and save a standalone agent (safetensors)."""
+    wrapper.merge_lora()
+    return wrapper.save_pretrained(folder)
+
+
+def attach_figure(figure: str | Path, folder: str | Path) -> str:
+    """Copy a figure into the shared folder; returns its name for the model card's link."""
+    import shutil
+
+    figure = Path(figure)
+    shutil.copy(figure, Path(folder) / figure.name)
+    return figure.name
+
+
+def reproduces_predictions(agent: VLMWrapper, predictions_file: str | Path, batch_size: int = 8) -> dict:
+    """Predict the records of a ``predictions.jsonl`` again and compare the raw answers.
+
+    Returns the number of records, how many answers are identical, and the ids of those that differ.
+    """
+    from .evaluate import predict_records, read_predictions
+
+    before = read_predictions(predictions_file)
+    records = [{"id": r["id"], "image": r["image"], "instruction": r["instruction"], "action": r["target"],
+                "bbox": r["bbox"]} for r in before]
+    after = predict_records(agent, records, batch_size, progress=False)
+    differing = [b["id"] for b, a in zip(before, after) if b["raw_text"] != a["raw_text"]]
+    return {"n": len(before), "identical": len(before) - len(differing), "differing_ids": differing,
+            "all_identical": not differing}
+
+
+def _fmt(value) -> str:
+    return "–" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def model_card(config: RunConfig, metrics: dict[str, dict], training: dict | None = None,
+               data_summary: dict | None = None, repo_id: str | None = None,
+               overlay_file: str | None = None) -> str:
+    """A Hub model card (README.md with YAML metadata) describing the run and its evaluation."""
+    m = config.model
+    header = {"base_model": m.name, "library_name": "transformers", "license": "other",
+              "pipeline_tag": "image-text-to-text",
+              "tags": ["uivlm", "gui-agent", "ui-grounding", "lora" if m.use_lora else "full-finetune"],
+              "datasets": [config.data.source]}
+    keys = ("n", "parse_rate", "type_accuracy", "click_accuracy", "mean_distance_px")
+    table = ["| model | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    table += [f"| {name} | " + " | ".join(_fmt(values.get(k)) for k in keys) + " |"
+              for name, values in metrics.items()]
+    lora = m.lora_config
+    lines = [
+        "---", _yaml(header), "---", "",
+        f"# {repo_id or 'uivlm agent'}", "",
+        f"A UI agent fine-tuned from `{m.name}` with uivlm: it reads a screenshot "
+        "and an instruction and answers with the next action "
+        f"(`{m.action_format}` format, e.g. `click(x, y)`).", "",
+        "## Training", "",
+        f"- Method: {'LoRA' if m.use_lora else 'full fine-tune'}"
+        + (f" (r={lora.r}, alpha={lora.lora_alpha}, dropout={lora.lora_dropout})" if m.use_lora else "")
+        + f"; vision encoder {'frozen' if m.freeze_vision_encoder else 'trained'}",
+        f"- Steps: {(training or {}).get('global_step', config.training.max_steps)}, batch "
+        f"{config.training.batch_size} × accumulation {config.training.gradient_accumulation_steps}, "
+        f"learning rate {config.algorithm.learning_rate}",
+        f"- Data: {config.data.source}" + (f" ({data_summary})" if data_summary else ""),
+        f"- Pixel budget: min {m.min_pixels}, max {m.max_pixels} (None = the checkpoint's)", "",
+        "## Evaluation", "", *table, "",
+    ]
+    if overlay_file:
+        lines += [f"![predicted (red) vs target (green) clicks]({overlay_file})", ""]
+    lines += [
+        "## How to load", "", "```python", "from uivlm_helpers import VLMWrapper",
+        f"agent = VLMWrapper(model_name={repo_id or 'path/to/this/folder'!r})",
+        'action = agent.predict_action(screenshot, "Click the Save button")', "```", "",
+        "## Intended use and limitations", "",
+        "Research on UI grounding and GUI agents. It predicts one action per screenshot; it was "
+        "evaluated only on the data above and can click the wrong element on unfamiliar screens. "
+        "Keep a person in the loop before it acts on real systems.", "",
+    ]
+    return "\n".join(lines)
+
+
+def _yaml(mapping: dict) -> str:
+    import yaml
+
+    return yaml.safe_dump(mapping, sort_keys=False).strip()
+
+
+def upload_plan(folder: str | Path) -> list[dict]:
+    """Every file a push would upload, with its size in bytes."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"nothing to share: {folder} does not exist; run 05_share's save step first")
+    return [{"path": str(p.relative_to(folder)), "bytes": p.stat().st_size}
+            for p in sorted(folder.rglob("*")) if p.is_file()]
+
+
+def _find_token() -> str | None:
+    import os
+
+    from huggingface_hub import get_token
+
+    return os.environ.get("HF_TOKEN") or get_token()
+
+
+def push_to_hub(folder: str | Path, repo_id: str | None, private: bool = True, push: bool = False) -> dict:
+    """Upload ``folder`` to ``repo_id`` when asked and a token exists; otherwise a dry run.
+
+    Returns a summary (repo id, visibility, files, total bytes, whether it was pushed and why not) that
+    never contains the token.
+    """
+    if repo_id is None or not REPO_ID_PATTERN.match(repo_id):
+        raise ValueError(f"share.repo_id: expected 'owner/name' (letters, digits, '-', '_', '.'), got {repo_id!r}")
+    files = upload_plan(folder)
+    summary = {"repo_id": repo_id, "private": private, "files": files,
+               "total_bytes": sum(f["bytes"] for f in files), "pushed": False}
+    token = _find_token() if push else None
+    if not push:
+        summary["reason"] = "dry run: set PUSH_TO_HUB=True to upload"
+        return summary
+    if token is None:
+        summary["reason"] = "dry run: no Hub token (set HF_TOKEN or run `hf auth login`)"
+        return summary
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        api.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message="Upload uivlm agent")
+    except Exception as error:  # network down, permission, ... : say what to do, keep the run intact
+        message = str(error).replace(token, "***")
+        raise RuntimeError(f"push to {repo_id} failed ({type(error).__name__}: {message}); the run folder "
+                           "is unchanged: check the network and the token's write access, then run "
+                           "05_share again") from None
+    summary["pushed"] = True
+    return summary

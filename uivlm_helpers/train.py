@@ -1,0 +1,167 @@
+"""Fine-tuning with ``transformers.Trainer``: the collator, the arguments and the run's callbacks.
+
+There is no hand-written training loop: a :class:`UICollator` turns records into the family's model
+inputs with answer-only labels, and the Trainer does the rest (optimizer, schedule, accumulation,
+mixed precision, checkpoints, resume, accelerate for several GPUs).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+from .config import RunConfig
+from .wrapper import VLMWrapper, _as_image
+
+
+class UICollator:
+    """Batch records (``image``, ``instruction``, ``action`` in pixels, ``id``) into model inputs."""
+
+    def __init__(self, wrapper: VLMWrapper, max_length: int | None = None):
+        self.wrapper = wrapper
+        self.max_length = max_length
+
+    def __call__(self, records: list[dict]):
+        images = [_as_image(r["image"]) for r in records]
+        targets = [self.wrapper.render_target(r["action"], img.size) for r, img in zip(records, images)]
+        return dict(self.wrapper.encode(images, [r["instruction"] for r in records], targets,
+                                        max_length=self.max_length,
+                                        record_ids=[r.get("id", i) for i, r in enumerate(records)]))
+
+
+@dataclass
+class LossHistory(TrainerCallback):
+    """Collects (step, loss) as the Trainer logs them, redraws a live plot, and writes a text log.
+
+    Args:
+        log_file: the run's ``logs/train.log``.
+        plot: redraw an inline loss curve while training (for interactive notebooks).
+    """
+
+    log_file: Path | None = None
+    plot: bool = False
+    steps: list[int] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+
+    def __post_init__(self):
+        self._display = None
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or "loss" not in logs:
+            return
+        self.steps.append(state.global_step)
+        self.losses.append(float(logs["loss"]))
+        if self.log_file:
+            with open(self.log_file, "a") as f:
+                f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+        if self.plot:
+            self._redraw()
+
+    def _redraw(self):
+        from IPython.display import display
+
+        from .viz import loss_curve_figure
+
+        fig = loss_curve_figure(self.steps, self.losses)
+        if self._display is None:
+            self._display = display(fig, display_id=True)
+        else:
+            self._display.update(fig)
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+
+
+def label_table(wrapper: VLMWrapper, record: dict):
+    """Each token of one training sample beside its label (``-100`` = ignored by the loss).
+
+    The quickest way for a person to see that only the answer is trained on.
+    """
+    import pandas as pd
+
+    batch = UICollator(wrapper)([record])
+    tokens = wrapper.processor.tokenizer.convert_ids_to_tokens(batch["input_ids"][0].tolist())
+    labels = batch["labels"][0].tolist()
+    return pd.DataFrame({"token": tokens, "label": [
+        "-100" if label == -100 else wrapper.processor.tokenizer.convert_ids_to_tokens(label)
+        for label in labels]})
+
+
+def training_arguments(config: RunConfig, output_dir: Path) -> TrainingArguments:
+    """Trainer arguments from the run configuration (the seed's keys plus the workbook's)."""
+    t = config.training
+    precision = {"fp16": t.mixed_precision == "fp16", "bf16": t.mixed_precision == "bf16"}
+    if t.mixed_precision != "no" and not torch.cuda.is_available():
+        raise ValueError(f"training.mixed_precision={t.mixed_precision!r} needs a CUDA GPU and none is "
+                         "available here; use 'no' on CPU")
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        learning_rate=config.algorithm.learning_rate,
+        weight_decay=config.algorithm.weight_decay,
+        max_steps=t.max_steps if t.max_steps > 0 else -1,
+        num_train_epochs=t.num_epochs,
+        warmup_steps=t.warmup_steps,
+        lr_scheduler_type=t.lr_scheduler,
+        logging_steps=t.logging_steps,
+        save_strategy="steps",
+        save_steps=t.checkpoint_interval,
+        gradient_checkpointing=t.gradient_checkpointing,
+        seed=t.seed,
+        data_seed=t.seed,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        report_to="none",
+        disable_tqdm=False,
+        **precision,
+    )
+
+
+def build_trainer(config: RunConfig, wrapper: VLMWrapper, train_records, run_dir: str | Path,
+                  live_plot: bool = False) -> tuple[Trainer, LossHistory]:
+    """A Trainer over the wrapper's model with the run folder's checkpoints and logs."""
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers.integrations import TensorBoardCallback
+
+    run_dir = Path(run_dir)
+    (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+    history = LossHistory(log_file=run_dir / "logs" / "train.log", plot=live_plot)
+    if config.training.gradient_checkpointing:
+        # Inputs must carry gradients for checkpointed blocks to backpropagate into LoRA weights.
+        wrapper.model.enable_input_require_grads()
+    trainer = Trainer(
+        model=wrapper.model,
+        args=training_arguments(config, run_dir / "checkpoints"),
+        train_dataset=train_records,
+        data_collator=UICollator(wrapper, config.training.max_length),
+        callbacks=[history, TensorBoardCallback(SummaryWriter(str(run_dir / "logs" / "tensorboard")))],
+    )
+    return trainer, history
+
+
+def train(config: RunConfig, wrapper: VLMWrapper, train_records, run_dir: str | Path,
+          live_plot: bool = False, resume: bool | str = False) -> dict:
+    """Fine-tune ``wrapper.model`` on records and return a summary (steps, first/last loss, curve).
+
+    Args:
+        resume: True to continue from the newest checkpoint in the run folder, or a checkpoint path.
+    """
+    logging.getLogger("transformers.trainer").setLevel(logging.WARNING)
+    trainer, history = build_trainer(config, wrapper, train_records, run_dir, live_plot)
+    output = trainer.train(resume_from_checkpoint=resume or None)
+    n_first = max(1, len(history.losses) // 5)
+    return {
+        "global_step": output.global_step,
+        "train_loss": output.training_loss,
+        "first_loss": sum(history.losses[:n_first]) / n_first if history.losses else None,
+        "last_loss": sum(history.losses[-n_first:]) / n_first if history.losses else None,
+        "steps": history.steps,
+        "losses": history.losses,
+        "runtime_s": output.metrics.get("train_runtime"),
+    }

@@ -1,0 +1,103 @@
+"""Pictures: loss curves, predicted-vs-true click overlays, galleries and metric bars.
+
+Overlays draw in screenshot pixels: the target box in green, the target point as a small green dot,
+the predicted point as a red cross inside a circle. Every figure can be saved, so a headless run has
+the same pictures an interactive one shows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+TARGET_COLOUR = (0, 170, 0)
+PREDICTION_COLOUR = (230, 0, 0)
+
+
+def loss_curve_figure(steps, losses, title: str = "training loss"):
+    """A matplotlib figure of loss against step."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.plot(steps, losses, marker=".", color="tab:blue")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def draw_overlay(image: Image.Image, target_box=None, target_point=None, predicted_point=None,
+                 marker_radius: int = 5) -> Image.Image:
+    """A copy of the screenshot with the target box/point and the predicted point drawn on it."""
+    canvas = image.convert("RGB").copy()
+    draw = ImageDraw.Draw(canvas)
+    if target_box:
+        draw.rectangle(list(target_box), outline=TARGET_COLOUR, width=2)
+    if target_point:
+        x, y = target_point
+        draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=TARGET_COLOUR)
+    if predicted_point:
+        x, y = predicted_point
+        r = marker_radius
+        draw.ellipse([x - r, y - r, x + r, y + r], outline=PREDICTION_COLOUR, width=2)
+        draw.line([x - r, y, x + r, y], fill=PREDICTION_COLOUR, width=1)
+        draw.line([x, y - r, x, y + r], fill=PREDICTION_COLOUR, width=1)
+    return canvas
+
+
+def overlay_for_row(row: dict) -> Image.Image:
+    """Overlay for one row of ``predictions.jsonl`` (or any dict with image/bbox/target/predicted)."""
+    target = row.get("target") or {}
+    predicted = row.get("predicted") or {}
+    return draw_overlay(Image.open(row["image"]),
+                        target_box=row.get("bbox"),
+                        target_point=(target["x"], target["y"]) if "x" in target else None,
+                        predicted_point=(predicted["x"], predicted["y"]) if "x" in predicted else None)
+
+
+def gallery(rows: list[dict], path: str | Path | None = None, columns: int = 3, title: str | None = None):
+    """A grid of overlays with each instruction and answer as its caption; saved when ``path`` is given."""
+    import matplotlib.pyplot as plt
+
+    rows = list(rows)
+    n_rows = max(1, -(-len(rows) // columns))
+    fig, axes = plt.subplots(n_rows, columns, figsize=(3.2 * columns, 3.6 * n_rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, row in zip(axes.flat, rows):
+        ax.imshow(overlay_for_row(row))
+        verdict = "✓" if row.get("correct") else "✗"
+        ax.set_title(f"{verdict} {row['instruction'][:34]}\n{(row.get('raw_text') or '')[:34]!r}", fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    if path:
+        save_figure(fig, path)
+    return fig
+
+
+def metric_bars(breakdown: dict[str, dict], metric: str = "click_accuracy", path=None, title=None):
+    """Bar chart of one metric per group (e.g. ``metrics['by_element_type']``)."""
+    import matplotlib.pyplot as plt
+
+    names = list(breakdown)
+    values = [breakdown[n].get(metric) or 0.0 for n in names]
+    fig, ax = plt.subplots(figsize=(max(4, 1.1 * len(names)), 3))
+    ax.bar(names, values, color="tab:green")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_title(title or metric.replace("_", " "))
+    fig.tight_layout()
+    if path:
+        save_figure(fig, path)
+    return fig

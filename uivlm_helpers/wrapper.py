@@ -1,0 +1,306 @@
+"""``VLMWrapper``: the seed guide's model API over any supported VLM family.
+
+One object loads a model (embedded tiny, local folder or Hub name) with its processor, optionally wraps
+it with LoRA or loads it quantized, computes the answer-only loss for (screenshot, instruction, target
+action) batches, and predicts actions mapped back to screenshot pixels.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from .actions import (Action, ActionDecoder, ParseFailure, decode_to_pixels, encode_action, get_space,
+                      render_action)
+from .config import DEFAULT_MODEL, DEFAULT_TASK_PROMPT, RunConfig
+from .families import family_name_for, get_adapter
+from .prompts import user_text
+from .tiny import TINY_MODELS, tiny_checkpoint
+
+AGENT_FILE = "uivlm_agent.json"  # what travels with a saved agent besides weights and processor
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class Prediction:
+    """One predicted action: the raw text, the action in screenshot pixels (or why it failed)."""
+
+    raw_text: str
+    action: dict | None          # seed dict shape, screenshot pixels; None when the text did not parse
+    failure: str | None = None   # parse-failure reason
+    clamped: bool = False        # a coordinate was outside the model space and was clamped
+
+    @property
+    def point(self) -> tuple[float, float] | None:
+        if self.action and "x" in self.action:
+            return self.action["x"], self.action["y"]
+        return None
+
+
+def resolve_model_path(model_name: str) -> str:
+    """Local folder for a tiny model name; other names pass through unchanged (Hub ids, folders)."""
+    return str(tiny_checkpoint(model_name)) if model_name in TINY_MODELS else model_name
+
+
+def _as_image(image) -> Image.Image:
+    return image.convert("RGB") if isinstance(image, Image.Image) else Image.open(image).convert("RGB")
+
+
+class VLMWrapper:
+    """A vision-language model that reads a screenshot and an instruction and answers with an action.
+
+    Args:
+        model_name: embedded tiny name (``uivlm/tiny-qwen2-vl``), Hub id (``Qwen/Qwen2-VL-2B-Instruct``),
+            a local checkpoint folder, or a folder saved by :meth:`save_pretrained`.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"`` (``device_map="auto"``).
+        torch_dtype: ``"float32"``, ``"bfloat16"``, ``"float16"`` or ``"auto"``.
+        use_lora: wrap the model with a new LoRA adapter.
+        lora_config: ``r``, ``lora_alpha``, ``target_modules``, ``lora_dropout``, ``bias``.
+        load_in_8bit / load_in_4bit: quantize the base with bitsandbytes (4-bit = QLoRA's NF4).
+        action_format: ``"text"``, ``"json"`` or ``"coordinates"``.
+        min_pixels / max_pixels: the processor's pixel budget (None keeps the checkpoint's).
+        trust_remote_code: off unless you trust the checkpoint's code.
+    """
+
+    def __init__(self, model_name: str = DEFAULT_MODEL, device: str = "cpu", torch_dtype: str = "float32",
+                 use_lora: bool = False, lora_config: dict | None = None, load_in_8bit: bool = False,
+                 load_in_4bit: bool = False, action_format: str = "text", max_new_tokens: int = 24,
+                 temperature: float = 0.0, do_sample: bool = False, task_prompt: str = DEFAULT_TASK_PROMPT,
+                 system_prompt: str | None = None, min_pixels: int | None = None,
+                 max_pixels: int | None = None, trust_remote_code: bool = False):
+        saved = Path(model_name) / AGENT_FILE
+        agent = json.loads(saved.read_text()) if saved.is_file() else None
+        if agent:  # a saved agent brings its own prompt, format and pixel budget
+            action_format, task_prompt = agent["action_format"], agent["task_prompt"]
+            system_prompt, min_pixels, max_pixels = agent["system_prompt"], agent["min_pixels"], agent["max_pixels"]
+            max_new_tokens, temperature, do_sample = (agent["generation"][k] for k in
+                                                      ("max_new_tokens", "temperature", "do_sample"))
+        self.model_name = model_name
+        self.device = device
+        self.torch_dtype = torch_dtype
+        self.action_format = action_format
+        self.decoder = ActionDecoder(action_format)
+        self.generation = {"max_new_tokens": max_new_tokens, "temperature": temperature, "do_sample": do_sample}
+        self.task_prompt, self.system_prompt = task_prompt, system_prompt
+        self.trust_remote_code = trust_remote_code
+        base_name = agent["base_model"] if agent and agent.get("adapter") else model_name
+        self.base_model_name = agent["base_model"] if agent else model_name
+        self.family = family_name_for(resolve_model_path(base_name))
+        self.adapter = get_adapter(resolve_model_path(base_name))
+        self.processor = self._load_processor(resolve_model_path(model_name), min_pixels, max_pixels)
+        self.model = self._load_model(resolve_model_path(base_name), load_in_8bit, load_in_4bit)
+        if agent and agent.get("adapter"):
+            from peft import PeftModel
+            self.model = PeftModel.from_pretrained(self.model, model_name)
+        if use_lora:
+            self.add_lora(lora_config or {})
+
+    @classmethod
+    def from_config(cls, config: RunConfig, with_lora: bool = True) -> "VLMWrapper":
+        """Build the wrapper that a run configuration describes (LoRA and freezing included).
+
+        Args:
+            with_lora: False loads the base model alone (for prompting and before/after comparisons).
+        """
+        m = config.model
+        wrapper = cls(model_name=m.name, device=m.device, torch_dtype=m.torch_dtype,
+                      use_lora=m.use_lora and with_lora,
+                      lora_config=vars(m.lora_config), load_in_8bit=m.load_in_8bit,
+                      load_in_4bit=m.load_in_4bit, action_format=m.action_format,
+                      max_new_tokens=m.max_new_tokens, temperature=m.temperature, do_sample=m.do_sample,
+                      task_prompt=config.task_prompt, system_prompt=config.system_prompt,
+                      min_pixels=m.min_pixels, max_pixels=m.max_pixels,
+                      trust_remote_code=m.trust_remote_code)
+        if m.freeze_vision_encoder:
+            wrapper.freeze_vision_encoder()
+        return wrapper
+
+    # -- loading -------------------------------------------------------------------------------
+    def _load_processor(self, path: str, min_pixels, max_pixels):
+        from transformers import AutoProcessor
+
+        processor = AutoProcessor.from_pretrained(path, trust_remote_code=self.trust_remote_code)
+        image_processor = processor.image_processor
+        if min_pixels is not None or max_pixels is not None:
+            size = dict(image_processor.size)
+            size["shortest_edge"] = min_pixels if min_pixels is not None else size["shortest_edge"]
+            size["longest_edge"] = max_pixels if max_pixels is not None else size["longest_edge"]
+            image_processor.size = size
+        return processor
+
+    @property
+    def pixel_budget(self) -> dict:
+        """The processor's pixel budget (min/max pixels); training and evaluation must agree on it."""
+        size = self.processor.image_processor.size
+        return {"min_pixels": size.get("shortest_edge"), "max_pixels": size.get("longest_edge")}
+
+    def _load_model(self, path: str, load_in_8bit: bool, load_in_4bit: bool):
+        from transformers import AutoModelForImageTextToText
+
+        if self.torch_dtype not in ("auto", *_DTYPES):
+            raise ValueError(f"torch_dtype: expected one of {['auto', *_DTYPES]}, got {self.torch_dtype!r}")
+        dtype = "auto" if self.torch_dtype == "auto" else _DTYPES[self.torch_dtype]
+        kwargs = {"dtype": dtype, "trust_remote_code": self.trust_remote_code, "use_safetensors": True}
+        if load_in_8bit or load_in_4bit:
+            kwargs["quantization_config"] = quantization_config(load_in_8bit, load_in_4bit, dtype)
+        if self.device == "auto":
+            kwargs["device_map"] = "auto"
+        model = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
+        if self.device != "auto" and not (load_in_8bit or load_in_4bit):
+            model.to(self.device)
+        self.quantized = load_in_8bit or load_in_4bit
+        return model
+
+    def add_lora(self, lora_config: dict) -> None:
+        """Wrap the model with a fresh LoRA adapter (QLoRA when the base is quantized)."""
+        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+        settings = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "bias": "none", "target_modules": None}
+        unknown = set(lora_config) - set(settings)
+        if unknown:
+            raise ValueError(f"lora_config: unknown keys {sorted(unknown)}; valid: {sorted(settings)}")
+        settings.update({k: v for k, v in lora_config.items() if v is not None})
+        names = settings.pop("target_modules") or self.adapter.lora_target_modules
+        vision = "|".join(p.rstrip(".") for p in self.adapter.vision_module_prefixes)
+        # A regex so the language model's projections are adapted, not same-named vision modules.
+        targets = rf"^(?!.*(?:{vision})).*\.(?:{'|'.join(names)})$"
+        if self.quantized:
+            self.model = prepare_model_for_kbit_training(self.model, use_gradient_checkpointing=False)
+        self.model = get_peft_model(self.model, LoraConfig(target_modules=targets, task_type="CAUSAL_LM",
+                                                           **settings))
+
+    def freeze_vision_encoder(self) -> int:
+        """Stop gradients in the vision tower and its projector; returns how many tensors were frozen."""
+        names = set(self.adapter.vision_parameter_names(self.model))
+        for name, param in self.model.named_parameters():
+            if name in names:
+                param.requires_grad_(False)
+        return len(names)
+
+    def get_trainable_parameters(self) -> dict:
+        """Trainable and total parameter counts (and the trainable share in percent)."""
+        total = sum(p.numel() for p in self.model.parameters())
+        trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        return {"trainable": trainable, "total": total, "percent": 100.0 * trainable / max(total, 1)}
+
+    # -- prompts and targets ------------------------------------------------------------------
+    @property
+    def coordinate_space(self):
+        return get_space(self.adapter.coordinate_space)
+
+    def prompt_text(self, instruction: str, examples=None) -> str:
+        """The full model prompt (chat template applied) for one instruction."""
+        text = user_text(self.task_prompt, instruction, self.action_format, self.adapter.coordinate_space,
+                         examples)
+        return self.adapter.prompt_text(self.processor, text, self.system_prompt)
+
+    def render_target(self, action: dict | Action, image_size: tuple[int, int]) -> str:
+        """The training answer for an action given in screenshot pixels."""
+        action = action if isinstance(action, Action) else Action.from_dict(action)
+        model_action = encode_action(action, self.coordinate_space, image_size)
+        return render_action(model_action, self.action_format, self.coordinate_space)
+
+    def encode(self, images, instructions, targets=None, padding_side="right", max_length=None,
+               record_ids=None, examples=None):
+        """Model inputs for a batch; ``targets`` are answer strings (labels cover only them)."""
+        images = [_as_image(i) for i in images]
+        prompts = [self.prompt_text(i, examples) for i in instructions]
+        return self.adapter.encode(self.processor, images, prompts, targets, padding_side, max_length,
+                                   record_ids)
+
+    # -- the seed API -------------------------------------------------------------------------
+    def forward(self, images, prompts, labels=None) -> dict:
+        """Loss (answer tokens only) and logits for screenshots, instructions and target actions.
+
+        ``labels`` are target actions in screenshot pixels (dicts or :class:`Action`) or answer strings.
+        """
+        images = [_as_image(i) for i in images]
+        targets = None
+        if labels is not None:
+            targets = [t if isinstance(t, str) else self.render_target(t, img.size)
+                       for t, img in zip(labels, images)]
+        batch = self.encode(images, prompts, targets).to(self.model.device)
+        out = self.model(**batch)
+        return {"loss": out.loss, "logits": out.logits}
+
+    @torch.no_grad()
+    def generate_text(self, images, instructions, examples=None, logits_processor=None) -> list[str]:
+        """Raw generated answers (special tokens removed), batched with left padding."""
+        batch = self.encode(images, instructions, padding_side="left", examples=examples)
+        batch = batch.to(self.model.device)
+        generation = dict(self.generation)
+        if not generation["do_sample"]:
+            generation.pop("temperature")
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            output = self.model.generate(**batch, **generation, logits_processor=logits_processor)
+        finally:
+            self.model.train(was_training)
+        new_tokens = output[:, batch["input_ids"].shape[1]:]
+        return [t.strip() for t in self.processor.batch_decode(new_tokens, skip_special_tokens=True)]
+
+    def predict(self, images, instructions, examples=None) -> list[Prediction]:
+        """Predict one action per (screenshot, instruction), mapped back to screenshot pixels."""
+        images = [_as_image(i) for i in images]
+        texts = self.generate_text(images, instructions, examples)
+        return [self.decode_prediction(text, image.size) for text, image in zip(texts, images)]
+
+    def decode_prediction(self, text: str, image_size: tuple[int, int]) -> Prediction:
+        """Parse a raw answer and map its coordinates from model space to screenshot pixels."""
+        parsed = ActionDecoder(self.action_format, self.coordinate_space).decode_action(text)
+        if isinstance(parsed, ParseFailure):
+            return Prediction(raw_text=text, action=None, failure=parsed.reason)
+        pixels, clamped = decode_to_pixels(parsed, self.coordinate_space, image_size)
+        return Prediction(raw_text=text, action=pixels.to_dict(), clamped=clamped)
+
+    def predict_action(self, images, prompt):
+        """Seed API: the action dict (screenshot pixels) for one image, or a list for a list of images.
+
+        Unparseable answers come back as a :class:`ParseFailure` value (falsy), never an exception.
+        """
+        single = not isinstance(images, (list, tuple))
+        images = [images] if single else list(images)
+        prompts = [prompt] * len(images) if isinstance(prompt, str) else list(prompt)
+        results = [p.action if p.action is not None else ParseFailure(reason=p.failure, text=p.raw_text)
+                   for p in self.predict(images, prompts)]
+        return results[0] if single else results
+
+    # -- saving -------------------------------------------------------------------------------
+    @property
+    def has_adapter(self) -> bool:
+        from peft import PeftModel
+
+        return isinstance(self.model, PeftModel)
+
+    def agent_settings(self) -> dict:
+        """What a saved agent needs besides weights to answer exactly as this one does."""
+        return {"base_model": self.base_model_name, "family": self.family, "adapter": self.has_adapter,
+                "action_format": self.action_format, "coordinate_space": self.adapter.coordinate_space,
+                "task_prompt": self.task_prompt, "system_prompt": self.system_prompt,
+                "generation": self.generation, **self.pixel_budget}
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        """Save weights (the LoRA adapter alone when there is one) as safetensors, the processor and
+        the agent settings, so ``VLMWrapper(model_name=path)`` restores a working agent."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(path, safe_serialization=True)
+        self.processor.save_pretrained(path)
+        (path / AGENT_FILE).write_text(json.dumps(self.agent_settings(), indent=2))
+        return path
+
+    @classmethod
+    def load_pretrained(cls, path: str | Path, **kwargs) -> "VLMWrapper":
+        """Load an agent saved by :meth:`save_pretrained` (seed API)."""
+        return cls(model_name=str(path), **kwargs)
+
+    def merge_lora(self) -> None:
+        """Fold the LoRA adapter into the base weights (``merge_and_unload``)."""
+        if not self.has_adapter:
+            raise ValueError("merge_lora: this model has no LoRA adapter to merge")
+        self.model = self.model.merge_and_unload()
