@@ -10,9 +10,14 @@ RUN_DIR ?= runs/default
 ARGS   ?=
 STAMP  := $(VENV)/.uivlm-installed
 
-.PHONY: setup run test lab clean-notebooks check-notebooks bench
+.PHONY: setup system-deps run test lab clean-notebooks
 
 setup: $(STAMP)
+
+# Debian's Chromium and its driver: MiniWoB++ environments and the JupyterLab browser test use them.
+system-deps:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv --help >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq python3-venv)
@@ -26,7 +31,7 @@ $(STAMP): pyproject.toml
 run: setup
 	$(PY) -m uivlm_helpers.workbook --run-dir $(RUN_DIR) $(ARGS)
 
-test: setup
+test: setup system-deps
 	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
 
 lab: setup

@@ -154,7 +154,8 @@ def test_encode_and_decode_whole_actions():
     _, clamped = decode_to_pixels(Action("drag", x=1, y=1, x2=1001, y2=5), "norm1000", (1920, 1080))
     assert clamped is True
     # Actions without coordinates pass through unchanged.
-    assert decode_to_pixels(Action("press", key="Enter"), "norm1000", (10, 10)) == (Action("press", key="Enter"), False)
+    press = Action("press", key="Enter")
+    assert decode_to_pixels(press, "norm1000", (10, 10)) == (press, False)
     assert encode_action(Action("wait", seconds=1), "norm1", (10, 10)) == Action("wait", seconds=1)
     with pytest.raises(ValueError, match="space is required"):
         encode_action(drag, None, (1920, 1080))

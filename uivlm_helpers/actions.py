@@ -177,14 +177,15 @@ class Action:
             value = getattr(self, name)
             if name not in wanted:
                 if value is not None:
-                    raise ValueError(f"{self.type} takes no {name} (it takes {', '.join(wanted) or 'nothing'})")
+                    takes = ", ".join(wanted) or "nothing"
+                    raise ValueError(f"{self.type} takes no {name} (it takes {takes})")
             elif value is None:
                 raise ValueError(f"missing {label} for {self.type}")
             elif not check(value):
                 raise ValueError(f"{label} must be {expected}, got {value!r}")
 
     def to_dict(self) -> dict:
-        """``{"type": ..., <its fields in canonical order>}``, e.g. ``{"type": "click", "x": 100, "y": 200}``."""
+        """The type and its fields in canonical order, e.g. ``{"type": "click", "x": 100, "y": 200}``."""
         return {"type": self.type, **{name: getattr(self, name) for name in ACTION_FIELDS[self.type]}}
 
     @classmethod
@@ -334,7 +335,9 @@ class _Reader:
         match = _TOKEN.match(self.text, self.pos)
         if match is None:
             rest = self.text[self.pos:].strip()
-            raise ValueError(f"unexpected {rest[:12]!r}" if rest else "incomplete action (unclosed bracket)")
+            if not rest:
+                raise ValueError("incomplete action (unclosed bracket)")
+            raise ValueError("unterminated string" if rest[0] in "\"'" else f"unexpected {rest[:12]!r}")
         self.pos = match.end()
         return match.lastgroup, match[match.lastgroup]
 
@@ -479,7 +482,7 @@ _CALL_START = re.compile(rf"(?<!\w)({_VERBS})\s*\(", re.I)
 _UNKNOWN_CALL_START = re.compile(r"(?<![\w.])([A-Za-z_]\w*)\(")
 _JSON_START = re.compile(r"\{")
 _BOX_START = re.compile(re.escape("<|box_start|>"))
-_COORD_START = re.compile(rf"(?<![\w.+-])(?:[+-]?\.?\d|<loc)|(?<!\w)(type|press|scroll|wait|done)(?!\w)", re.I)
+_COORD_START = re.compile(r"(?<![\w.+-])(?:[+-]?\.?\d|<loc)|(?<!\w)(type|press|scroll|wait|done)(?!\w)", re.I)
 _COORD_ITEM = re.compile(rf"[\s,]*(?:({_NUMBER})(?!\w)|({_LOC}))")
 _COORD_VERB = re.compile(r"[\s,]*(click|double_click|long_press|drag)(?!\w)", re.I)
 _COORD_WORD = re.compile(r"[\s,]*([A-Za-z_]\w*)")
@@ -568,7 +571,8 @@ _ACCEPTED_SHAPES = {"text": ("text", "json"), "json": ("text", "json"),
                     "coordinates": ("text", "json", "coordinates")}
 
 
-def parse_action(text: str, action_format: str, space: CoordinateSpace | str | None = None) -> Action | ParseFailure:
+def parse_action(text: str, action_format: str,
+                 space: CoordinateSpace | str | None = None) -> Action | ParseFailure:
     """Read the action in a model's output; never raises on the output itself.
 
     Args:
@@ -654,7 +658,8 @@ def encode_action(action_px: Action, space: CoordinateSpace | str, image_size: t
     changes = {}
     for fx, fy in _POINT_FIELDS:
         if getattr(action_px, fx) is not None:
-            changes[fx], changes[fy] = space.to_model(getattr(action_px, fx), getattr(action_px, fy), image_size)
+            changes[fx], changes[fy] = space.to_model(
+                getattr(action_px, fx), getattr(action_px, fy), image_size)
     return replace(action_px, **changes)
 
 
