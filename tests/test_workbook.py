@@ -16,10 +16,16 @@ SMALL = {"TRAIN_SIZE": 24, "EVAL_SIZE": 6, "MAX_STEPS": 24, "BATCH_SIZE": 4, "LE
          "EVAL_SAMPLES": 6, "N_SAMPLES": 2}
 
 
+FAKE_TOKEN = "hf_uivlmWorkbookFakeToken9876543210zyxw"
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
+    """One small run of the whole workbook, with a (fake) Hub token in the environment."""
     run_dir = tmp_path_factory.mktemp("run")
-    workbook.run_workbook(run_dir, SMALL, progress=False)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_TOKEN", FAKE_TOKEN)
+        workbook.run_workbook(run_dir, SMALL, progress=False)
     return run_dir
 
 
@@ -64,6 +70,14 @@ def test_merged_model_reproduces_the_evaluation(run_dir):
     assert "model.safetensors" in shared["files"] and "README.md" in shared["files"]
     card = (run_dir / "share" / "README.md").read_text()
     assert card.startswith("---\n") and "click_accuracy" in card
+
+
+@pytest.mark.slow
+def test_the_hub_token_is_nowhere_in_the_run_folder(run_dir):
+    files = [p for p in run_dir.rglob("*") if p.is_file()]
+    assert len(files) > 20
+    leaked = [str(p) for p in files if FAKE_TOKEN.encode() in p.read_bytes()]
+    assert not leaked
 
 
 def test_mistyped_parameter_fails_before_running(tmp_path):

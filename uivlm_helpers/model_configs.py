@@ -642,5 +642,23 @@ def architecture_spec(model_name: str) -> dict:
     return _with_derived(model_name, spec)
 
 
-# Pinned counts (see _PINNED_COUNTS above): count_parameters_meta(name) for each, transformers 5.24.
-_PINNED_COUNTS.update({})
+# Pinned counts (see _PINNED_COUNTS above): count_parameters_meta(name) with transformers 5.24. They agree
+# with the published totals: LLaVA-1.5-7B 7.06 B, 13B 13.35 B, Idefics2-8B 8.40 B, Florence-2-large 0.77 B,
+# PaliGemma-3B 2.92 B (2,923,466,480).
+_PINNED_COUNTS.update({
+    "llava-hf/llava-1.5-7b-hf": {
+        "total": 7063427072, "vision": 324487168, "text": 6738939904, "text_linear": 6476005376,
+        "vision_linear": 322961408, "embedding": 131334144, "lm_head": 131334144},
+    "llava-hf/llava-1.5-13b-hf": {
+        "total": 13351494656, "vision": 334974976, "text": 13016519680, "text_linear": 12687769600,
+        "vision_linear": 333447168, "embedding": 164167680, "lm_head": 164167680},
+    "HuggingFaceM4/idefics2-8b": {
+        "total": 8402768112, "vision": 1161011440, "text": 7241756672, "text_linear": 6979321856,
+        "vision_linear": 1153986560, "embedding": 131084288, "lm_head": 131084288},
+    "microsoft/Florence-2-large": {
+        "total": 770173952, "vision": 362833920, "text": 407340032, "text_linear": 352321536,
+        "vision_linear": 337117184, "embedding": 52519936, "lm_head": 0},
+    "google/paligemma-3b-pt-224": {
+        "total": 2923466480, "vision": 414803696, "text": 2508662784, "text_linear": 1981808640,
+        "vision_linear": 413429760, "embedding": 526778368, "lm_head": 0},
+})

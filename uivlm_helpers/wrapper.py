@@ -50,6 +50,45 @@ def _as_image(image) -> Image.Image:
     return image.convert("RGB") if isinstance(image, Image.Image) else Image.open(image).convert("RGB")
 
 
+def quantization_config(load_in_8bit: bool = False, load_in_4bit: bool = False, compute_dtype="auto",
+                        skip_modules=()):
+    """The bitsandbytes config for an 8-bit or a QLoRA 4-bit base (None when neither is asked for).
+
+    4-bit is QLoRA's recipe: NF4 weights, double quantization, matmuls in ``compute_dtype``
+    (a torch dtype; ``"auto"``: bfloat16 on a GPU, float32 on the CPU). ``skip_modules`` (the vision
+    tower and projector) and the output head stay unquantized.
+    """
+    from transformers import BitsAndBytesConfig
+
+    if load_in_8bit and load_in_4bit:
+        raise ValueError("load_in_8bit and load_in_4bit: choose at most one")
+    if not (load_in_8bit or load_in_4bit):
+        return None
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as err:
+        raise ImportError("load_in_8bit/load_in_4bit need the bitsandbytes package (pip install bitsandbytes)") from err
+    if compute_dtype == "auto" or compute_dtype is None:
+        compute_dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    compute_dtype = _DTYPES.get(compute_dtype, compute_dtype)
+    skip = [p.strip(".") for p in skip_modules] + ["lm_head"]
+    if load_in_4bit:
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                  bnb_4bit_compute_dtype=compute_dtype, llm_int8_skip_modules=skip)
+    return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
+
+
+def _load_error(path: str, what: str, err: Exception) -> ValueError:
+    """One clear error for a model that cannot be loaded: what was asked and what is supported."""
+    from .families import KNOWN_FAMILIES
+
+    where = (f"the folder {path} has no loadable {what}" if Path(path).is_dir() else
+             f"{path!r} is not a local folder and could not be fetched ({what}); this machine may have no Hub access")
+    return ValueError(f"cannot load model {path!r}: {where} ({type(err).__name__}: {str(err).splitlines()[0]}). "
+                      f"Embedded tiny models that always work offline: {sorted(TINY_MODELS)}; supported "
+                      f"families: {sorted(KNOWN_FAMILIES)}")
+
+
 class VLMWrapper:
     """A vision-language model that reads a screenshot and an instruction and answers with an action.
 
@@ -64,6 +103,8 @@ class VLMWrapper:
         action_format: ``"text"``, ``"json"`` or ``"coordinates"``.
         min_pixels / max_pixels: the processor's pixel budget (None keeps the checkpoint's).
         trust_remote_code: off unless you trust the checkpoint's code.
+        constrained: constrained decoding by default in :meth:`predict` (answers can only be
+            well-formed actions inside the coordinate space; see :mod:`.constrained`).
     """
 
     def __init__(self, model_name: str = DEFAULT_MODEL, device: str = "cpu", torch_dtype: str = "float32",
@@ -71,7 +112,7 @@ class VLMWrapper:
                  load_in_4bit: bool = False, action_format: str = "text", max_new_tokens: int = 24,
                  temperature: float = 0.0, do_sample: bool = False, task_prompt: str = DEFAULT_TASK_PROMPT,
                  system_prompt: str | None = None, min_pixels: int | None = None,
-                 max_pixels: int | None = None, trust_remote_code: bool = False):
+                 max_pixels: int | None = None, trust_remote_code: bool = False, constrained: bool = False):
         saved = Path(model_name) / AGENT_FILE
         agent = json.loads(saved.read_text()) if saved.is_file() else None
         if agent:  # a saved agent brings its own prompt, format and pixel budget
@@ -87,6 +128,7 @@ class VLMWrapper:
         self.generation = {"max_new_tokens": max_new_tokens, "temperature": temperature, "do_sample": do_sample}
         self.task_prompt, self.system_prompt = task_prompt, system_prompt
         self.trust_remote_code = trust_remote_code
+        self.constrained = constrained
         base_name = agent["base_model"] if agent and agent.get("adapter") else model_name
         self.base_model_name = agent["base_model"] if agent else model_name
         self.family = family_name_for(resolve_model_path(base_name))
@@ -114,7 +156,7 @@ class VLMWrapper:
                       max_new_tokens=m.max_new_tokens, temperature=m.temperature, do_sample=m.do_sample,
                       task_prompt=config.task_prompt, system_prompt=config.system_prompt,
                       min_pixels=m.min_pixels, max_pixels=m.max_pixels,
-                      trust_remote_code=m.trust_remote_code)
+                      trust_remote_code=m.trust_remote_code, constrained=m.constrained_decoding)
         if m.freeze_vision_encoder:
             wrapper.freeze_vision_encoder()
         return wrapper
@@ -123,20 +165,16 @@ class VLMWrapper:
     def _load_processor(self, path: str, min_pixels, max_pixels):
         from transformers import AutoProcessor
 
-        processor = AutoProcessor.from_pretrained(path, trust_remote_code=self.trust_remote_code)
-        image_processor = processor.image_processor
-        if min_pixels is not None or max_pixels is not None:
-            size = dict(image_processor.size)
-            size["shortest_edge"] = min_pixels if min_pixels is not None else size["shortest_edge"]
-            size["longest_edge"] = max_pixels if max_pixels is not None else size["longest_edge"]
-            image_processor.size = size
-        return processor
+        try:
+            processor = AutoProcessor.from_pretrained(path, trust_remote_code=self.trust_remote_code)
+        except OSError as err:
+            raise _load_error(path, "processor", err) from err
+        return self.adapter.configure_processor(processor, min_pixels, max_pixels)
 
     @property
     def pixel_budget(self) -> dict:
         """The processor's pixel budget (min/max pixels); training and evaluation must agree on it."""
-        size = self.processor.image_processor.size
-        return {"min_pixels": size.get("shortest_edge"), "max_pixels": size.get("longest_edge")}
+        return self.adapter.pixel_budget(self.processor)
 
     def _load_model(self, path: str, load_in_8bit: bool, load_in_4bit: bool):
         from transformers import AutoModelForImageTextToText
@@ -146,10 +184,16 @@ class VLMWrapper:
         dtype = "auto" if self.torch_dtype == "auto" else _DTYPES[self.torch_dtype]
         kwargs = {"dtype": dtype, "trust_remote_code": self.trust_remote_code, "use_safetensors": True}
         if load_in_8bit or load_in_4bit:
-            kwargs["quantization_config"] = quantization_config(load_in_8bit, load_in_4bit, dtype)
+            kwargs["quantization_config"] = quantization_config(
+                load_in_8bit, load_in_4bit, dtype, skip_modules=self.adapter.vision_module_prefixes)
         if self.device == "auto":
             kwargs["device_map"] = "auto"
-        model = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
+        elif load_in_8bit or load_in_4bit:
+            kwargs["device_map"] = {"": self.device}  # bitsandbytes places the weights as it loads them
+        try:
+            model = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
+        except OSError as err:
+            raise _load_error(path, "weights", err) from err
         if self.device != "auto" and not (load_in_8bit or load_in_4bit):
             model.to(self.device)
         self.quantized = load_in_8bit or load_in_4bit
@@ -170,8 +214,8 @@ class VLMWrapper:
         targets = rf"^(?!.*(?:{vision})).*\.(?:{'|'.join(names)})$"
         if self.quantized:
             self.model = prepare_model_for_kbit_training(self.model, use_gradient_checkpointing=False)
-        self.model = get_peft_model(self.model, LoraConfig(target_modules=targets, task_type="CAUSAL_LM",
-                                                           **settings))
+        self.model = get_peft_model(self.model, LoraConfig(target_modules=targets,
+                                                           task_type=self.adapter.peft_task_type, **settings))
 
     def freeze_vision_encoder(self) -> int:
         """Stop gradients in the vision tower and its projector; returns how many tensors were frozen."""
@@ -190,7 +234,13 @@ class VLMWrapper:
     # -- prompts and targets ------------------------------------------------------------------
     @property
     def coordinate_space(self):
-        return get_space(self.adapter.coordinate_space)
+        """The family's coordinate space where it does not depend on the screenshot (else an error:
+        use :meth:`space_for`)."""
+        return self.adapter.space_for(None, self.pixel_budget)
+
+    def space_for(self, image_size: tuple[int, int]):
+        """The coordinate space of one screenshot (Qwen2.5-VL's depends on its size and the pixel budget)."""
+        return self.adapter.space_for(tuple(image_size), self.pixel_budget)
 
     def prompt_text(self, instruction: str, examples=None) -> str:
         """The full model prompt (chat template applied) for one instruction."""
@@ -201,8 +251,9 @@ class VLMWrapper:
     def render_target(self, action: dict | Action, image_size: tuple[int, int]) -> str:
         """The training answer for an action given in screenshot pixels."""
         action = action if isinstance(action, Action) else Action.from_dict(action)
-        model_action = encode_action(action, self.coordinate_space, image_size)
-        return render_action(model_action, self.action_format, self.coordinate_space)
+        space = self.space_for(image_size)
+        model_action = encode_action(action, space, image_size)
+        return render_action(model_action, self.action_format, space)
 
     def encode(self, images, instructions, targets=None, padding_side="right", max_length=None,
                record_ids=None, examples=None):
@@ -232,7 +283,7 @@ class VLMWrapper:
         """Raw generated answers (special tokens removed), batched with left padding."""
         batch = self.encode(images, instructions, padding_side="left", examples=examples)
         batch = batch.to(self.model.device)
-        generation = dict(self.generation)
+        generation = {**self.adapter.generation_defaults, **self.generation}
         if not generation["do_sample"]:
             generation.pop("temperature")
         was_training = self.model.training
@@ -241,33 +292,57 @@ class VLMWrapper:
             output = self.model.generate(**batch, **generation, logits_processor=logits_processor)
         finally:
             self.model.train(was_training)
-        new_tokens = output[:, batch["input_ids"].shape[1]:]
-        return [t.strip() for t in self.processor.batch_decode(new_tokens, skip_special_tokens=True)]
+        # Not skip_special_tokens=True: it would erase location tokens that a tokenizer marks special.
+        eos = self.model.generation_config.eos_token_id
+        stops = [eos] if isinstance(eos, int) else list(eos or [])
+        return self.adapter.decode(self.processor.tokenizer, self.adapter.new_tokens(output, batch), stops)
 
-    def predict(self, images, instructions, examples=None) -> list[Prediction]:
-        """Predict one action per (screenshot, instruction), mapped back to screenshot pixels."""
+    def action_logits_processor(self, images):
+        """A ``LogitsProcessorList`` that keeps one generation over ``images`` on the action grammar."""
+        from transformers import LogitsProcessorList
+
+        from .constrained import ActionLogitsProcessor
+
+        eos = self.model.generation_config.eos_token_id
+        ends = [eos] if isinstance(eos, int) else list(eos or [])
+        ends.append(self.processor.tokenizer.eos_token_id)
+        return LogitsProcessorList([ActionLogitsProcessor(
+            self.processor.tokenizer, self.action_format, [self.space_for(_as_image(i).size) for i in images],
+            image_sizes=[_as_image(i).size for i in images], end_token_ids=ends,
+            max_new_tokens=self.generation["max_new_tokens"])])
+
+    def predict(self, images, instructions, examples=None, constrained: bool | None = None) -> list[Prediction]:
+        """Predict one action per (screenshot, instruction), mapped back to screenshot pixels.
+
+        Args:
+            constrained: constrained decoding for this call (None: the wrapper's ``constrained``).
+        """
         images = [_as_image(i) for i in images]
-        texts = self.generate_text(images, instructions, examples)
+        constrained = self.constrained if constrained is None else constrained
+        processors = self.action_logits_processor(images) if constrained else None
+        texts = self.generate_text(images, instructions, examples, logits_processor=processors)
         return [self.decode_prediction(text, image.size) for text, image in zip(texts, images)]
 
     def decode_prediction(self, text: str, image_size: tuple[int, int]) -> Prediction:
         """Parse a raw answer and map its coordinates from model space to screenshot pixels."""
-        parsed = ActionDecoder(self.action_format, self.coordinate_space).decode_action(text)
+        space = self.space_for(image_size)
+        parsed = ActionDecoder(self.action_format, space).decode_action(text)
         if isinstance(parsed, ParseFailure):
             return Prediction(raw_text=text, action=None, failure=parsed.reason)
-        pixels, clamped = decode_to_pixels(parsed, self.coordinate_space, image_size)
+        pixels, clamped = decode_to_pixels(parsed, space, image_size)
         return Prediction(raw_text=text, action=pixels.to_dict(), clamped=clamped)
 
-    def predict_action(self, images, prompt):
+    def predict_action(self, images, prompt, constrained: bool | None = None):
         """Seed API: the action dict (screenshot pixels) for one image, or a list for a list of images.
 
         Unparseable answers come back as a :class:`ParseFailure` value (falsy), never an exception.
+        ``constrained`` overrides the wrapper's constrained decoding for this call.
         """
         single = not isinstance(images, (list, tuple))
         images = [images] if single else list(images)
         prompts = [prompt] * len(images) if isinstance(prompt, str) else list(prompt)
         results = [p.action if p.action is not None else ParseFailure(reason=p.failure, text=p.raw_text)
-                   for p in self.predict(images, prompts)]
+                   for p in self.predict(images, prompts, constrained=constrained)]
         return results[0] if single else results
 
     # -- saving -------------------------------------------------------------------------------

@@ -1,0 +1,232 @@
+"""MiniWoB++ in a real headless Chromium: coordinate mapping, oracles, demonstrations, rollouts.
+
+Skipped (with the reason) only when Chromium or its driver is missing and CI is not set; under CI
+they always run. The 50-episode oracle figures come from ``bench/oracle_success.py``; here each
+oracle runs a few episodes to keep the file well under two minutes.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from uivlm_helpers import data
+from uivlm_helpers import miniwob_env as mw
+from uivlm_helpers.wrapper import Prediction
+
+_available, _reason = mw.chrome_available()
+if not _available and os.environ.get("CI", "").lower() not in ("1", "true", "yes"):
+    pytest.skip(_reason, allow_module_level=True)
+
+EPISODES = 3
+
+
+@pytest.fixture(scope="module")
+def click_test_2():
+    with mw.MiniWoBTask("click-test-2") as env:
+        yield env
+
+
+def _element_at(env: mw.MiniWoBTask, x_px: float, y_px: float) -> str:
+    """What the browser itself finds under a screenshot pixel (mapped to CSS pixels)."""
+    x, y = env.state.to_css(x_px, y_px)
+    return env.driver.execute_script(
+        "var e = document.elementFromPoint(arguments[0], arguments[1]);"
+        "return e ? (e.id || e.tagName) : null;", x, y)
+
+
+def test_observation_becomes_a_record_with_the_screenshot_and_utterance(click_test_2):
+    state = click_test_2.reset(seed=1)
+    assert state.image_size == (160, 210) and state.scale == (1.0, 1.0)
+    record = click_test_2.record_dict(state, history=[])
+    assert record["instruction"] == state.utterance == f"Click button {state.fields['target']}."
+    assert record["image"].size == (160, 210) and record["image_size"] == [160, 210]
+    assert record["platform"] == "web" and record["source"] == "miniwob/click-test-2"
+    # The yellow instruction band is the top 50 CSS pixels: the screenshot is not offset or scaled.
+    pixels = state.screenshot.load()
+    assert pixels[80, 45][:2] == (255, 255) and pixels[80, 45][2] < 50
+    assert pixels[80, 55] != pixels[80, 45]
+
+
+def test_screenshot_pixels_map_onto_the_dom_elements(click_test_2):
+    for seed in range(4):
+        state = click_test_2.reset(seed=seed)
+        for button in state.find(tag="button"):
+            x, y = state.center_pixels(button)
+            if state.click_point(button) == (x, y):  # not covered by the other button
+                assert _element_at(click_test_2, x, y) == button.id
+            x1, y1, x2, y2 = state.box_pixels(button)
+            assert (x2 - x1, y2 - y1) == (button.width * state.scale[0], button.height * state.scale[1])
+            assert _element_at(click_test_2, state.click_point(button)[0], state.click_point(button)[1]) == button.id
+
+
+def test_a_pixel_click_is_carried_out_where_it_was_aimed(click_test_2):
+    state = click_test_2.reset(seed=5)
+    target = state.one(tag="button", text=state.fields["target"])
+    _, reward, done = click_test_2.step({"type": "click", "x": state.click_point(target)[0],
+                                         "y": state.click_point(target)[1]})
+    assert done and reward == 1.0
+    state = click_test_2.reset(seed=5)
+    other = next(b for b in state.find(tag="button") if b.text != state.fields["target"])
+    x, y = state.click_point(other)
+    _, reward, done = click_test_2.step({"type": "click", "x": x, "y": y})
+    assert done and reward == -1.0
+    state = click_test_2.reset(seed=5)
+    _, reward, done = click_test_2.step({"type": "click", "x": 150, "y": 200})  # empty space
+    assert not done and reward == 0.0
+
+
+def test_pixel_to_css_mapping_follows_the_screenshot_scale(click_test_2):
+    state = click_test_2.reset(seed=0)
+    double = mw.MiniWoBState(state.task, state.utterance, state.fields, state.elements,
+                             state.screenshot.resize((320, 420)), scale=(2.0, 2.0))
+    button = double.one(tag="button", text="ONE")
+    assert double.to_css(*double.center_pixels(button)) == pytest.approx(
+        (button.left + button.width / 2, button.top + button.height / 2), abs=0.5)
+    assert double.box_pixels(button) == [2 * button.left, 2 * button.top, 2 * (button.left + button.width),
+                                         2 * (button.top + button.height)]
+    click_test_2.state = double
+    (action, _), = click_test_2.to_miniwob_actions({"type": "click", "x": 100, "y": 300})
+    assert list(action["coords"]) == [50, 150]
+    (action, _), = click_test_2.to_miniwob_actions({"type": "click", "x": 1000, "y": -5})  # clamped onto the screen
+    assert 159 < action["coords"][0] < 160 and action["coords"][1] == 0
+
+
+def test_every_action_type_has_a_miniwob_translation(click_test_2):
+    from miniwob.action import ActionTypes as T
+
+    click_test_2.reset(seed=0)
+    config = click_test_2._env.action_space_config
+
+    def kinds(action):
+        return [config.action_types[a["action_type"]] for a, _ in click_test_2.to_miniwob_actions(action)]
+
+    assert kinds({"type": "click", "x": 1, "y": 2}) == [T.CLICK_COORDS]
+    assert kinds({"type": "double_click", "x": 1, "y": 2}) == [T.DBLCLICK_COORDS]
+    assert kinds({"type": "long_press", "x": 1, "y": 2}) == [T.MOUSEDOWN_COORDS, T.MOUSEUP_COORDS]
+    assert kinds({"type": "drag", "x": 1, "y": 2, "x2": 30, "y2": 40}) == [
+        T.MOUSEDOWN_COORDS, T.MOVE_COORDS, T.MOUSEUP_COORDS]
+    assert kinds({"type": "type", "text": "hi"}) == [T.TYPE_TEXT]
+    assert kinds({"type": "scroll", "direction": "down", "amount": 100}) == [T.SCROLL_DOWN_COORDS]
+    assert kinds({"type": "scroll", "direction": "left", "amount": 100}) == [T.NONE]
+    assert kinds({"type": "wait", "seconds": 0.5}) == [T.NONE]
+    for key, expected in [("Enter", "<Enter>"), ("ctrl+a", "C-a"), ("shift+ctrl+Tab", "C-S-<Tab>"),
+                          ("a", "a"), ("Escape", "<Escape>"), ("ArrowDown", "<ArrowDown>")]:
+        (action, _), = click_test_2.to_miniwob_actions({"type": "press", "key": key})
+        assert config.allowed_keys[action["key"]] == expected
+    with pytest.raises(ValueError, match="no MiniWoB"):
+        click_test_2.to_miniwob_actions({"type": "press", "key": "Hyper"})
+
+
+def test_typing_and_keys_reach_the_page():
+    with mw.MiniWoBTask("enter-text") as env:
+        state = env.reset(seed=3)
+        field = state.one(tag="input_text")
+        state, _, _ = env.step({"type": "click", "x": state.center_pixels(field)[0], "y": state.center_pixels(field)[1]})
+        state, _, _ = env.step({"type": "type", "text": "Hello"})
+        state, _, _ = env.step({"type": "press", "key": "Backspace"})
+        assert state.one(tag="input_text").value == "Hell"
+
+
+@pytest.mark.parametrize("task", mw.ORACLE_TASKS)
+def test_oracle_succeeds(task):
+    episodes = mw.rollout_episodes(mw.oracle_policy, [task], EPISODES, seed=0)[task]
+    assert [e.failure for e in episodes] == [None] * EPISODES
+    assert all(e.success for e in episodes)
+
+
+def test_the_ten_required_tasks_have_oracles():
+    assert set(mw.REQUIRED_ORACLE_TASKS) <= set(mw.ORACLES) and len(mw.REQUIRED_ORACLE_TASKS) == 10
+
+
+def test_demonstrations_validate_and_carry_history(tmp_path):
+    path = mw.record_demonstrations(["click-test-2", "login-user"], episodes=2, seed=0, out_dir=tmp_path)
+    assert path == tmp_path / "train.jsonl"
+    records = data.read_records(path)  # validated, images checked
+    assert len(records) == 2 * 1 + 2 * 5
+    login = [r for r in records if r.source == "miniwob/login-user"]
+    assert [len(r.history) for r in login[:5]] == [0, 1, 2, 3, 4]
+    assert [r.action["type"] for r in login[:5]] == ["click", "type", "click", "type", "click"]
+    assert login[1].history == [login[0].action] and login[4].history == [r.action for r in login[:4]]
+    for record in records:
+        assert record.image_size == [160, 210] and record.platform == "web" and record.split == "train"
+        if record.action["type"] == "click":
+            x1, y1, x2, y2 = record.bbox
+            assert x1 <= record.action["x"] < x2 and y1 <= record.action["y"] < y2
+            assert record.element_type in ("button", "text_field")
+        else:
+            assert record.bbox is None
+    assert login[0].instruction.startswith("Enter the username")
+    # same arguments, same data; the test split draws other task instances
+    again = data.read_records(mw.record_demonstrations(["click-test-2"], 2, 0, tmp_path / "again"))
+    assert [r.action for r in again] == [r.action for r in records if r.source == "miniwob/click-test-2"]
+    assert [r.instruction for r in again] == [r.instruction for r in records if r.source == "miniwob/click-test-2"]
+    test = data.read_records(mw.record_demonstrations(["click-test-2"], 2, 0, tmp_path / "t", split="test"))
+    assert {r.id for r in test}.isdisjoint({r.id for r in again}) and test[0].split == "test"
+
+
+def test_record_demonstrations_caps_records(tmp_path):
+    path = mw.record_demonstrations(["click-test", "enter-text"], episodes=5, seed=1, out_dir=tmp_path,
+                                    max_records=5)
+    records = data.read_records(path)
+    assert len(records) == 5
+    assert sum(r.source == "miniwob/click-test" for r in records) == 3
+
+
+def _pseudo_random_policy(record):
+    """Deterministic given the screen: clicks somewhere below the instruction band."""
+    digest = sum(record["image"].resize((8, 8)).tobytes()) + 31 * len(record["history"])
+    return {"type": "click", "x": digest % 160, "y": 50 + (digest // 160) % 160}
+
+
+def test_rollout_is_reproducible_with_a_seed():
+    first = mw.rollout_episodes(_pseudo_random_policy, ["click-test-2"], 6, seed=7, max_steps=2)
+    second = mw.rollout_episodes(_pseudo_random_policy, ["click-test-2"], 6, seed=7, max_steps=2)
+    assert [(e.seed, e.success, e.actions) for e in first["click-test-2"]] == [
+        (e.seed, e.success, e.actions) for e in second["click-test-2"]]
+    rates = mw.rollout(_pseudo_random_policy, ["click-test-2"], 6, seed=7, max_steps=2)
+    assert rates == {"click-test-2": sum(e.success for e in first["click-test-2"]) / 6}
+    other = mw.rollout_episodes(_pseudo_random_policy, ["click-test-2"], 6, seed=8, max_steps=2)
+    assert [e.seed for e in other["click-test-2"]] != [e.seed for e in first["click-test-2"]]
+    assert mw.rollout(mw.oracle_policy, ["click-test-2"], 2, seed=7) == {"click-test-2": 1.0}
+
+
+def test_policy_failures_fail_the_episode_not_the_rollout(click_test_2):
+    def broken(record):
+        raise RuntimeError("model crashed")
+
+    result = mw.run_episode(click_test_2, broken, seed=0)
+    assert not result.success and "model crashed" in result.failure
+    assert "no action" in mw.run_episode(click_test_2, lambda r: None, seed=0).failure
+    assert "done()" in mw.run_episode(click_test_2, lambda r: {"type": "done"}, seed=0).failure
+    result = mw.run_episode(click_test_2, lambda r: {"type": "click", "x": 150, "y": 200}, seed=0, max_steps=2)
+    assert result.failure == "no result after 2 steps" and len(result.actions) == 2
+
+
+class _StubWrapper:
+    """Answers like VLMWrapper.predict: one Prediction per (image, instruction), pixels."""
+
+    def __init__(self):
+        self.calls = []
+
+    def predict(self, images, instructions, examples=None):
+        self.calls.append((images[0].size, instructions[0]))
+        return [Prediction(raw_text="click(30, 100)", action={"type": "click", "x": 30, "y": 100})]
+
+
+def test_policy_from_wrapper_feeds_screenshot_and_utterance():
+    stub = _StubWrapper()
+    rates = mw.rollout(mw.policy_from_wrapper(stub), ["click-test"], 2, seed=0, max_steps=1)
+    assert set(rates) == {"click-test"} and 0 <= rates["click-test"] <= 1
+    assert stub.calls[0] == ((160, 210), "Click the button.")
+
+
+def test_policy_from_a_real_tiny_wrapper(tiny_path):
+    from uivlm_helpers.wrapper import VLMWrapper
+
+    wrapper = VLMWrapper(max_new_tokens=8)
+    episodes = mw.rollout_episodes(mw.policy_from_wrapper(wrapper), ["click-test"], 1, seed=0, max_steps=1,
+                                   time_limit_s=60)
+    (episode,) = episodes["click-test"]
+    assert episode.failure is None or episode.failure.startswith(("policy:", "no result", "task ended"))

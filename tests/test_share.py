@@ -1,0 +1,71 @@
+"""Sharing: model card, dry-run upload plan, and a push that fails safely without leaking the token."""
+
+import pytest
+
+from uivlm_helpers import share
+from uivlm_helpers.config import load_config
+
+FAKE_TOKEN = "hf_uivlmFakeTokenForTests0123456789abcd"
+
+
+@pytest.fixture
+def shared_folder(tmp_path):
+    folder = tmp_path / "share"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"\0" * 1234)
+    (folder / "README.md").write_text("card")
+    return folder
+
+
+def test_model_card_has_hub_metadata_and_the_evaluation_table():
+    config = load_config(None)
+    metrics = {"base": {"n": 10, "parse_rate": 0.1, "click_accuracy": 0.0},
+               "fine-tuned": {"n": 10, "parse_rate": 1.0, "click_accuracy": 0.8}}
+    card = share.model_card(config, metrics, {"global_step": 42}, repo_id="me/agent", overlay_file="g.png")
+    header = card.split("---")[1]
+    import yaml
+
+    meta = yaml.safe_load(header)
+    assert meta["base_model"] == config.model.name and meta["library_name"] == "transformers"
+    assert "license" in meta and "uivlm" in meta["tags"]
+    assert "| fine-tuned | 10 | 1.000 |" in card and "0.800" in card
+    assert "Steps: 42" in card and "![" in card and "VLMWrapper(model_name='me/agent')" in card
+
+
+def test_dry_run_lists_exactly_what_would_be_uploaded(shared_folder, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    plan = share.push_to_hub(shared_folder, "me/agent", private=True, push=False)
+    assert plan["pushed"] is False and plan["private"] is True and plan["repo_id"] == "me/agent"
+    assert {f["path"]: f["bytes"] for f in plan["files"]} == {"README.md": 4, "model.safetensors": 1234}
+    assert plan["total_bytes"] == 1238
+    assert FAKE_TOKEN not in repr(plan)
+
+
+def test_push_without_a_token_is_a_dry_run(shared_folder, monkeypatch, tmp_path):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))
+    plan = share.push_to_hub(shared_folder, "me/agent", push=True)
+    assert plan["pushed"] is False and "no Hub token" in plan["reason"]
+
+
+@pytest.mark.parametrize("repo_id", [None, "agent", "me/", "/agent", "me/agent/extra", "me/a gent"])
+def test_malformed_repo_ids_are_refused(shared_folder, repo_id):
+    with pytest.raises(ValueError, match="share.repo_id: expected 'owner/name'"):
+        share.push_to_hub(shared_folder, repo_id)
+
+
+def test_failed_push_says_what_to_do_hides_the_token_and_keeps_the_folder(shared_folder, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there: the network is "down"
+    monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", "1")
+    before = sorted((p.name, p.stat().st_size) for p in shared_folder.iterdir())
+    with pytest.raises(RuntimeError) as error:
+        share.push_to_hub(shared_folder, "me/agent", push=True)
+    assert "push to me/agent failed" in str(error.value) and "run 05_share again" in str(error.value)
+    assert FAKE_TOKEN not in str(error.value)
+    assert sorted((p.name, p.stat().st_size) for p in shared_folder.iterdir()) == before
+
+
+def test_nothing_to_share_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing to share"):
+        share.upload_plan(tmp_path / "missing")

@@ -1,0 +1,668 @@
+"""How much device memory training needs, estimated before loading anything, and measured for real.
+
+:func:`estimate_training_memory` adds up what is alive at the step's peak, from the run configuration and
+the architecture's published dimensions (:mod:`uivlm_helpers.model_configs`; nothing is downloaded):
+
+* **weights** by dtype and quantization (nf4 = 0.5 byte + block constants; 8-bit = 1 byte; what 4/8-bit
+  leaves unquantized is upcast to fp32 by ``prepare_model_for_kbit_training``);
+* **lora** adapter weights (fp32: peft upcasts bf16/fp16 adapters), **gradients** and the AdamW
+  **optimizer** state (two tensors per trainable parameter, in the parameter's dtype);
+* **activations**: the tensors autograd saves for the backward pass, counted per token and layer from
+  what the transformers / peft code paths really save (see :func:`_decoder_layer_bytes`), with gradient
+  checkpointing (layer inputs plus one recomputed layer) and the frozen vision tower (nothing saved,
+  unless gradients are made to flow into it - see ``frozen_vision_graph``);
+* **logits** over the vocabulary: bf16 logits, their fp32 upcast, log-softmax and its gradients: 12-14
+  bytes per token per vocabulary entry, the largest item for Qwen's 152k vocabulary;
+* **overhead**: the CUDA context and the caching allocator's slack (not in ``max_memory_allocated``).
+
+Calibrated against full-size Qwen2-VL-2B measured on an H100 (``shared/MEASURED.md``): the estimate
+matches ``torch.cuda.max_memory_allocated`` of every measured recipe within a few percent (see
+``tests/test_memory.py``, which prints the comparison).
+
+:func:`profile_training_peak` measures the real peak of a few training steps on a real batch.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+
+from .config import RunConfig
+
+GIB = 2 ** 30
+
+# Sequence text around the image: chat template, system prompt, task prompt, instruction and the
+# answer. MEASURED.md's anchor had 62 (1,258 tokens - 1,196 image tokens), 12 of them answer tokens.
+DEFAULT_TEXT_TOKENS = 64
+DEFAULT_ANSWER_TOKENS = 16          # decoder length of encoder-decoder models (Florence-2)
+
+# Bytes per element.
+_DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)   # 4-bit + uint8 absmax per 64 + fp32 per 256 blocks (double quant)
+INT8_BYTES = 1.0                             # LLM.int8 weights (+ one fp32 scale per row, negligible)
+
+# The CUDA context (cuBLAS/cuDNN workspaces included) lives outside torch's allocator, and the caching
+# allocator reserves more than it hands out: MEASURED.md's peak_reserved / peak_alloc is 1.06-1.25
+# (mean ~1.15) across recipes.
+CUDA_CONTEXT_GIB = 0.5
+ALLOCATOR_SLACK = 0.15
+# A CPU training process: Python with torch, transformers and peft imported (resident set size).
+CPU_PROCESS_GIB = 0.6
+
+COMPONENTS = ("weights", "lora", "gradients", "optimizer", "activations", "logits", "overhead")
+_DESCRIPTIONS = {
+    "weights": "model weights (dtype / quantization)",
+    "lora": "LoRA adapter weights (fp32)",
+    "gradients": "gradients of the trainable parameters",
+    "optimizer": "AdamW state (2 per trainable parameter)",
+    "activations": "tensors saved for backward (+ batch inputs)",
+    "logits": "vocabulary logits, log-softmax and their gradients",
+    "overhead": "CUDA context / process and allocator slack",
+}
+
+
+# -- settings derived from the run configuration -----------------------------------------------------
+def _weight_dtype(config: RunConfig, spec: dict) -> str:
+    dtype = config.model.torch_dtype
+    return spec.get("checkpoint_dtype", "float32") if dtype == "auto" else dtype
+
+
+def _lora_targets(config: RunConfig, spec: dict) -> list[str]:
+    """Adapted module names: the configured ones, or the family default (all attention + MLP projections)."""
+    names = config.model.lora_config.target_modules
+    available = {name for group in spec["lora"] for name in group["modules"]}
+    if not names:
+        return sorted(available)
+    return [n for n in names if n in available]
+
+
+def _lora_param_count(spec: dict, targets: list[str], r: int) -> int:
+    """r x (in + out) per adapted projection, per layer (LoRA's A is r x in, B is out x r)."""
+    return sum(group["layers"] * r * (shape[0] + shape[1])
+               for group in spec["lora"] for name, shape in group["modules"].items() if name in targets)
+
+
+def _is_gpu(config: RunConfig) -> bool:
+    return not config.model.device.startswith("cpu")
+
+
+# -- activation bytes per token ------------------------------------------------------------------------
+def _decoder_layer_bytes(text: dict, *, act: int, norm: int, lora_in: int, mask: int, targets: list[str],
+                         shapes: dict, full_finetune: bool) -> float:
+    """Bytes autograd keeps per token for one Llama-style decoder layer (Qwen2, Llama, Mistral, Gemma).
+
+    What is saved, following the transformers 5 / peft 0.21 code paths:
+
+    * each RMSNorm upcasts its input to fp32 and saves it (``norm`` bytes x hidden, two per layer);
+    * a frozen ``nn.Linear`` saves nothing (its weight needs no gradient and the input gradient only needs
+      the weight); a LoRA-wrapped one saves its dropout mask (1 byte on CUDA, a float on CPU) and the
+      dropout output that ``lora_A`` reads, cast to the adapter's fp32 (``lora_in`` bytes x in_features);
+    * SDPA (flash / memory-efficient kernels) saves q, k, v and the output (the softmax is recomputed);
+    * the gated MLP saves the gate projection (for SiLU/GELU), the activation and the up projection.
+    """
+    h, i = text["hidden_size"], text["intermediate_size"]
+    q_dim = text["num_attention_heads"] * text["head_dim"]
+    kv_dim = text["num_key_value_heads"] * text["head_dim"]
+    total = 2 * norm * h + act * (2 * q_dim + 2 * kv_dim) + 3 * act * i
+    total += sum((mask + lora_in) * shapes[name][0] for name in targets if name in shapes)
+    if full_finetune:  # trainable linears and norm weights also save their inputs
+        total += 4 * act * h + act * i
+    return total
+
+
+def _encoder_decoder_bytes(text: dict, *, act: int, lora_in: int, mask: int, targets: list[str],
+                           full_finetune: bool, enc_tokens: int, dec_tokens: int) -> float:
+    """Bytes saved per sample by a BART-style encoder-decoder (Florence-2's language model).
+
+    Post-LayerNorm layers (LayerNorm saves its input), plain GELU MLP (saves fc1's output), SDPA saves
+    q, k, v, out; decoder layers add cross-attention whose k/v projections read every encoder token.
+    """
+    h, i = text["hidden_size"], text["intermediate_size"]
+    lora = mask + lora_in
+    t = set(targets)
+    attn_lora = lora * h * sum(n in t for n in ("q_proj", "k_proj", "v_proj", "out_proj"))
+    mlp_lora = lora * (h * ("fc1" in t) + i * ("fc2" in t))
+    full = (3 * act * h + act * i) if full_finetune else 0
+    encoder_layer = 2 * act * h + 4 * act * h + act * i + attn_lora + mlp_lora + full
+    decoder_self = 3 * act * h + 4 * act * h + act * i + attn_lora + mlp_lora + full
+    decoder_cross_q = 2 * act * h + lora * h * sum(n in t for n in ("q_proj", "out_proj"))
+    decoder_cross_kv = 2 * act * h + lora * h * sum(n in t for n in ("k_proj", "v_proj"))
+    return (text["encoder_layers"] * encoder_layer * enc_tokens
+            + text["decoder_layers"] * ((decoder_self + decoder_cross_q) * dec_tokens
+                                        + decoder_cross_kv * enc_tokens))
+
+
+def _vision_block_bytes(vision: dict, act: int, trainable: bool) -> float:
+    """Bytes saved per patch by one vision-tower block when autograd records it."""
+    if vision["type"] == "davit":  # approximate: spatial + channel block per depth, ViT-like each
+        return 0.0  # handled per stage in _vision_bytes
+    e, m = vision["embed_dim"], vision["mlp_dim"]
+    if vision["type"] == "qwen2_5_vl":      # RMSNorm (fp32 upcast), gated SiLU MLP
+        total = 2 * 4 * e + act * (4 * e + 3 * m)
+    elif vision["mlp"] == "quick_gelu":     # LayerNorm, fc1 -> x * sigmoid(1.702 x) -> fc2 (Qwen2-VL, CLIP)
+        total = act * (6 * e + 2 * m)
+    else:                                   # LayerNorm, fc1 -> GELU(tanh) -> fc2 (SigLIP)
+        total = act * (6 * e + m)
+    if trainable:                           # linears with trainable weights save their inputs
+        total += act * (2 * e + m)
+    return total
+
+
+def _vision_bytes(spec: dict, patches: int, image_tokens: int, act: int, *, graph: bool, checkpointing: bool,
+                  trainable: bool) -> float:
+    """Bytes the vision tower and projector keep for backward, per image."""
+    vision = spec["vision"]
+    if not graph:
+        return 0.0
+    if vision["type"] == "davit":
+        side = vision["image_size"]
+        total = 0.0
+        stride = 1
+        for s, (dim, depth) in enumerate(zip(vision["embed_dim"], vision["depths"])):
+            stride *= vision["patch_stride"][s]
+            tokens = (side // stride) ** 2
+            per_unit = act * dim if checkpointing else 2 * act * (6 * dim + int(vision["mlp_ratio"] * dim))
+            total += tokens * depth * per_unit
+        return total
+    e = vision["embed_dim"]
+    if checkpointing:
+        blocks = vision["depth"] * act * e * patches
+    else:
+        blocks = vision["depth"] * _vision_block_bytes(vision, act, trainable) * patches
+    # Projector / merger: Qwen's merger LayerNorm (or RMSNorm) + GELU inputs; LLaVA's GELU input.
+    if vision["type"] in ("qwen2_vl", "qwen2_5_vl"):
+        norm = act if vision["type"] == "qwen2_vl" else 4
+        projector = (norm * e + act * e) * patches
+    else:
+        projector = act * spec["text"]["hidden_size"] * image_tokens
+    return blocks + projector
+
+
+def _pixel_bytes(spec: dict, patches: int) -> float:
+    """``pixel_values`` as the processor returns them (fp32)."""
+    vision = spec["vision"]
+    if vision["type"] in ("qwen2_vl", "qwen2_5_vl"):
+        return 4 * patches * vision["in_channels"] * vision["temporal_patch_size"] * vision["patch_size"] ** 2
+    side = spec["image_tokens"].get("image_size") or 0
+    if spec["image_tokens"]["rule"] == "idefics2":
+        return 4 * 3 * patches * vision["patch_size"] ** 2
+    return 4 * 3 * side * side
+
+
+# -- the estimate -----------------------------------------------------------------------------------
+def estimate_training_memory(config: RunConfig, image_size: tuple[int, int] | None = None, *,
+                             text_tokens: int | None = None, answer_tokens: int | None = None,
+                             keep_logits: bool = False, frozen_vision_graph: bool | None = None,
+                             spec: dict | None = None) -> dict:
+    """Estimate the peak device memory of one training step with these settings.
+
+    Args:
+        config: the run configuration (model, LoRA, quantization, dtype, batch size, checkpointing...).
+        image_size: screenshot ``(width, height)``; default ``config.data.image_width/height``.
+        text_tokens: text tokens per sample around the image (prompt + answer); default
+            :data:`DEFAULT_TEXT_TOKENS`.
+        answer_tokens: decoder tokens of encoder-decoder models; default :data:`DEFAULT_ANSWER_TOKENS`.
+        keep_logits: the training loop keeps the model output (its logits) alive through ``backward``
+            (a hand-written ``out = model(**batch); out.loss.backward()``). ``transformers.Trainer`` and
+            :func:`profile_training_peak` drop it, which saves one logits copy.
+        frozen_vision_graph: gradients flow into the frozen vision tower, so autograd records it. None
+            follows the workbook: with gradient checkpointing ``train.py`` calls
+            ``enable_input_require_grads()``, which in transformers 5 also hooks the vision patch
+            embedding, so the frozen tower keeps its checkpoints (block inputs) for a backward pass.
+        spec: an architecture spec to use instead of looking up ``config.model.name``.
+
+    Returns:
+        ``{"components": {name: GiB}, "total_gib", "peak_allocated_gib", "params", "trainable_params",
+        "sequence_tokens", "image_tokens", "assumptions": {...}}``. ``total_gib`` includes the overhead
+        (what the device must have); ``peak_allocated_gib`` is what ``torch.cuda.max_memory_allocated``
+        reports.
+
+    Raises:
+        ValueError: the model is not known offline (see ``model_configs.architecture_spec``).
+    """
+    from .model_configs import architecture_spec, image_token_count
+
+    spec = spec or architecture_spec(config.model.name)
+    m, t = config.model, config.training
+    width, height = image_size or (config.data.image_width, config.data.image_height)
+    batch = t.batch_size
+    gpu = _is_gpu(config)
+    params = spec["params"]
+    text = spec["text"]
+    quantized = "4bit" if m.load_in_4bit else "8bit" if m.load_in_8bit else None
+    weight_dtype = _weight_dtype(config, spec)
+    weight_bytes = _DTYPE_BYTES[weight_dtype]
+    autocast = t.mixed_precision in ("fp16", "bf16")
+
+    # Activation element sizes. Quantized models run with an fp32 residual stream: prepare_model_for_
+    # kbit_training upcasts norms and embeddings to fp32 and bitsandbytes returns its input's dtype.
+    act = 4 if quantized else (2 if autocast else weight_bytes)
+    norm = 4                                     # RMSNorm saves its fp32 upcast of the input
+    lora_in = 2 if autocast else 4               # peft casts the input to the fp32 adapter dtype
+    dropout = m.lora_config.lora_dropout > 0
+    mask = (1 if gpu else lora_in) if dropout else 0
+    if not dropout and lora_in == act:
+        lora_in = 0                              # lora_A reads the very tensor the base layer got
+
+    # Tokens.
+    image = image_token_count(spec, width, height, m.min_pixels, m.max_pixels)
+    text_tokens = DEFAULT_TEXT_TOKENS if text_tokens is None else text_tokens
+    encoder_decoder = spec["architecture"] == "encoder_decoder"
+    seq = image["tokens"] + text_tokens
+    dec = (DEFAULT_ANSWER_TOKENS if answer_tokens is None else answer_tokens) if encoder_decoder else 0
+    tokens = batch * seq
+    patches = batch * image["patches"]
+
+    # Parameters.
+    vision_frozen = m.use_lora or m.freeze_vision_encoder
+    if m.use_lora:
+        targets = _lora_targets(config, spec)
+        trainable = _lora_param_count(spec, targets, m.lora_config.r)
+        trainable_bytes = 4                      # peft autocast_adapter_dtype: adapters in fp32
+    else:
+        targets = []
+        trainable = params["total"] - (params["vision"] if m.freeze_vision_encoder else 0)
+        if quantized:                            # quantized linears cannot train; the rest can
+            trainable -= params["text_linear"] + (0 if m.freeze_vision_encoder else params["vision_linear"])
+        trainable_bytes = 4 if (quantized or weight_bytes == 4) else weight_bytes
+
+    if quantized:
+        linear = params["text_linear"] + params["vision_linear"]
+        rest_bytes = 4 if m.use_lora else weight_bytes   # prepare_model_for_kbit_training upcasts
+        weights = linear * (NF4_BYTES if quantized == "4bit" else INT8_BYTES) + (params["total"] - linear) * rest_bytes
+    else:
+        weights = params["total"] * weight_bytes
+    lora = trainable * trainable_bytes if m.use_lora else 0.0
+    gradients = trainable * trainable_bytes
+    optimizer = 2 * trainable * trainable_bytes  # torch AdamW: exp_avg, exp_avg_sq like the parameter
+
+    # Activations.
+    checkpointing = t.gradient_checkpointing
+    vision_graph = (not vision_frozen) or (checkpointing if frozen_vision_graph is None else frozen_vision_graph)
+    vision = _vision_bytes(spec, patches, batch * image["tokens"], act, graph=vision_graph,
+                           checkpointing=checkpointing, trainable=not vision_frozen)
+    inputs = _pixel_bytes(spec, image["patches"]) * batch + 64 * tokens   # pixels; ids, masks, positions
+    h = text["hidden_size"]
+    if encoder_decoder:
+        per_sample = _encoder_decoder_bytes(text, act=act, lora_in=lora_in, mask=mask, targets=targets,
+                                            full_finetune=not m.use_lora, enc_tokens=seq, dec_tokens=dec)
+        layers_total = text["encoder_layers"] + text["decoder_layers"]
+        layer_avg = per_sample / layers_total
+        stored = layers_total * act * h * (seq + dec) * batch if checkpointing else per_sample * batch
+        one_layer = layer_avg * batch
+        logit_tokens = batch * dec
+        outside = (2 * act * h + 2 * act * h) * tokens               # embeddings, final norms
+    else:
+        shapes = spec["lora"][0]["modules"]
+        layer = _decoder_layer_bytes(text, act=act, norm=norm, lora_in=lora_in, mask=mask, targets=targets,
+                                     shapes=shapes, full_finetune=not m.use_lora)
+        layers = text["num_hidden_layers"]
+        stored = (layers * act * h if checkpointing else layers * layer) * tokens
+        one_layer = layer * tokens
+        logit_tokens = tokens
+        head_dim = text["head_dim"]
+        outside = (norm * h + act * h + 2 * act * head_dim) * tokens  # final norm, embeddings, rotary cos/sin
+    activations = stored + vision + inputs + outside
+
+    # Logits: the lm_head output (act bytes) is upcast to fp32 for the loss (a no-op when already fp32);
+    # at the peak inside the loss's backward: fp32 log-softmax output, its incoming gradient and the
+    # gradient it produces (3 x 4 bytes), plus the logits themselves if the loop still holds them.
+    vocab = text["vocab_size"]
+    logits_peak = (12 + (act if keep_logits else 0)) * vocab * logit_tokens
+    logits_kept = (act if keep_logits else 0) * vocab * logit_tokens
+    # Two candidate peaks: inside the loss's backward, or (with checkpointing) while a layer is
+    # recomputed and back-propagated (its activations plus as many bytes of gradients).
+    loss_phase = activations + logits_peak
+    layer_phase = activations + logits_kept + (2 * one_layer if checkpointing else one_layer)
+    peak_phase = "loss backward" if loss_phase >= layer_phase else "layer recompute"
+    if peak_phase == "loss backward":
+        act_component, logits_component = activations, logits_peak
+    else:
+        act_component, logits_component = layer_phase - logits_kept, logits_kept
+
+    allocated = weights + lora + gradients + optimizer + act_component + logits_component
+    overhead = ALLOCATOR_SLACK * allocated + (CUDA_CONTEXT_GIB if gpu else CPU_PROCESS_GIB) * GIB
+    components = {"weights": weights, "lora": lora, "gradients": gradients, "optimizer": optimizer,
+                  "activations": act_component, "logits": logits_component, "overhead": overhead}
+    components = {k: v / GIB for k, v in components.items()}
+    return {
+        "model": m.name,
+        "components": components,
+        "total_gib": sum(components.values()),
+        "peak_allocated_gib": allocated / GIB,
+        "params": int(params["total"]),
+        "trainable_params": int(trainable),
+        "sequence_tokens": int(seq),
+        "image_tokens": int(image["tokens"]),
+        "batch_size": batch,
+        "assumptions": {
+            "device": "cuda" if gpu else "cpu",
+            "weights": f"{quantized or weight_dtype}" + (" (rest fp32 after prepare_model_for_kbit_training)"
+                                                         if quantized and m.use_lora else ""),
+            "activation_bytes": act,
+            "mixed_precision": t.mixed_precision,
+            "lora_targets": targets if m.use_lora else "full fine-tune",
+            "vision_frozen": vision_frozen,
+            "vision_graph": vision_graph,
+            "gradient_checkpointing": checkpointing,
+            "image": {"size": (width, height), "resized": image["resized"], "patches": image["patches"],
+                      "tokens": image["tokens"]},
+            "text_tokens": text_tokens,
+            "decoder_tokens": dec or None,
+            "keep_logits": keep_logits,
+            "peak_phase": peak_phase,
+            "optimizer": "torch AdamW (2 states per trainable parameter, in its dtype)",
+            "overhead": (f"{ALLOCATOR_SLACK:.0%} allocator slack + "
+                         + (f"{CUDA_CONTEXT_GIB} GiB CUDA context" if gpu else f"{CPU_PROCESS_GIB} GiB Python process")),
+            "max_length_exceeded": bool(t.max_length and seq + dec > t.max_length),
+        },
+        "inputs": {"config": copy.deepcopy(config), "image_size": (width, height),
+                   "options": {"text_tokens": text_tokens, "answer_tokens": answer_tokens,
+                               "keep_logits": keep_logits, "frozen_vision_graph": frozen_vision_graph,
+                               "spec": spec}},
+    }
+
+
+def _reestimate(estimate: dict, **changes) -> dict:
+    """The same estimate with dotted configuration keys changed (``{"training.batch_size": 2}``)."""
+    config = copy.deepcopy(estimate["inputs"]["config"])
+    for key, value in changes.items():
+        node = config
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = getattr(node, part)
+        setattr(node, leaf, value)
+    return estimate_training_memory(config, estimate["inputs"]["image_size"], **estimate["inputs"]["options"])
+
+
+# -- presentation -------------------------------------------------------------------------------------
+def estimate_table(estimate: dict):
+    """The estimate as a table: one row per component (GiB, share of the total, what it is), then the total."""
+    import pandas as pd
+
+    total = estimate["total_gib"]
+    rows = [{"component": name, "GiB": round(gib, 3), "share %": round(100 * gib / total, 1) if total else 0.0,
+             "what": _DESCRIPTIONS[name]} for name, gib in estimate["components"].items()]
+    rows.append({"component": "total", "GiB": round(total, 3), "share %": 100.0,
+                 "what": f"{estimate['model']}, batch {estimate['batch_size']} x {estimate['sequence_tokens']} "
+                         f"tokens ({estimate['image_tokens']} image)"})
+    return pd.DataFrame(rows).set_index("component")
+
+
+def estimate_figure(estimate: dict, path=None, gpu_gib: float | None = None):
+    """A single stacked bar of the components (GiB); saved to ``path`` when given. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.2, 4.2))
+    bottom = 0.0
+    colors = plt.get_cmap("tab10").colors
+    for (name, gib), color in zip(estimate["components"].items(), colors):
+        if gib <= 0:
+            continue
+        ax.bar([0], [gib], bottom=bottom, color=color, width=0.5, label=f"{name} {gib:.2f}")
+        bottom += gib
+    if gpu_gib:
+        ax.axhline(gpu_gib, color="black", linestyle="--", linewidth=1, label=f"GPU {gpu_gib:.0f} GiB")
+    ax.set_xticks([0], [estimate["model"].split("/")[-1]])
+    ax.set_xlim(-0.6, 1.6)
+    ax.set_ylabel("GiB")
+    ax.set_title(f"training memory estimate: {estimate['total_gib']:.2f} GiB", fontsize=10)
+    ax.legend(loc="upper right", fontsize=8, frameon=False)
+    fig.tight_layout()
+    if path is not None:
+        from pathlib import Path
+
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120)
+    return fig
+
+
+def _candidate_changes(estimate: dict) -> list[tuple[str, dict]]:
+    """Settings changes from cheapest to dearest (speed first, then quality), as dotted-key dicts.
+
+    Order from MEASURED.md's 2B timings: a smaller batch with gradient accumulation costs ~1.5x per
+    sample, gradient checkpointing ~1.6-2x, 4-bit ~2.8x; a smaller pixel budget loses screen detail.
+    """
+    config = estimate["inputs"]["config"]
+    t, m = config.training, config.model
+    changes = []
+    batch = t.batch_size
+    while batch > 1:
+        batch //= 2
+        accumulation = t.gradient_accumulation_steps * (t.batch_size // batch)
+        changes.append((f"training.batch_size={batch} with training.gradient_accumulation_steps={accumulation}",
+                        {"training.batch_size": batch, "training.gradient_accumulation_steps": accumulation}))
+    if not t.gradient_checkpointing:
+        changes.append(("training.gradient_checkpointing=true", {"training.gradient_checkpointing": True}))
+    if m.use_lora and not (m.load_in_4bit or m.load_in_8bit):
+        changes.append(("model.load_in_4bit=true (QLoRA, needs bitsandbytes)", {"model.load_in_4bit": True}))
+    spec = estimate["inputs"]["options"]["spec"]
+    if spec and spec["image_tokens"]["rule"] == "qwen_smart_resize":
+        pixels = estimate["assumptions"]["image"]["resized"]
+        budget = pixels[0] * pixels[1]
+        for tokens in (1024, 512, 256):
+            max_pixels = tokens * 28 * 28
+            if max_pixels < budget:
+                changes.append((f"model.max_pixels={max_pixels} (~{tokens} image tokens)",
+                                {"model.max_pixels": max_pixels}))
+    return changes
+
+
+def suggest_changes(estimate: dict, gpu_gib: float) -> tuple[str, dict, dict] | None:
+    """The cheapest settings change that makes the estimate fit ``gpu_gib``: ``(text, changes, estimate)``.
+
+    Single changes are tried from cheapest to dearest, then the same list applied cumulatively. None when
+    it already fits or nothing fits.
+    """
+    if estimate["total_gib"] <= gpu_gib:
+        return None
+    candidates = _candidate_changes(estimate)
+    for text, change in candidates:
+        new = _reestimate(estimate, **change)
+        if new["total_gib"] <= gpu_gib:
+            return text, change, new
+    combined, texts = {}, []
+    for text, change in candidates:
+        if any(key in combined for key in change) and "training.batch_size" in change:
+            continue  # halving batches are alternatives; the list's smallest comes first cumulatively
+        combined.update(change)
+        texts.append(text)
+        new = _reestimate(estimate, **combined)
+        if new["total_gib"] <= gpu_gib:
+            return " and ".join(texts), dict(combined), new
+    return None
+
+
+def _detect_device_gib() -> tuple[float | None, str]:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            props = torch.cuda.get_device_properties(0)
+            return props.total_memory / GIB, props.name
+    except Exception:  # no usable CUDA: report as no GPU
+        pass
+    return None, "no GPU"
+
+
+def fits_message(estimate: dict, gpu_gib: float | None = None) -> str:
+    """One line: does the estimate fit ``gpu_gib`` (default: this machine's first GPU), and if not, the
+    cheapest settings change that makes it fit (found by re-estimating)."""
+    name = None
+    if gpu_gib is None:
+        gpu_gib, name = _detect_device_gib()
+        if gpu_gib is None:
+            return (f"No GPU here: training these settings needs ~{estimate['total_gib']:.1f} GiB "
+                    f"({'RAM on the CPU' if estimate['assumptions']['device'] == 'cpu' else 'of GPU memory'}).")
+    where = f"{gpu_gib:.1f} GiB" + (f" ({name})" if name else "")
+    total = estimate["total_gib"]
+    if total <= gpu_gib:
+        return f"fits: ~{total:.1f} GiB of {where} ({100 * total / gpu_gib:.0f}%)"
+    found = suggest_changes(estimate, gpu_gib)
+    if found is None:
+        return (f"won't fit in {where}: needs ~{total:.1f} GiB even with batch 1, gradient checkpointing, "
+                "4-bit and a small pixel budget; use a larger GPU or a smaller model")
+    text, _, new = found
+    return f"won't fit in {where} (needs ~{total:.1f} GiB): try {text} (~{new['total_gib']:.1f} GiB)"
+
+
+class EstimateView:
+    """The memory estimate as a widget: a table and a fits / won't-fit line, refreshed by :meth:`update`.
+
+    Works headless: :attr:`text` holds what is shown, and :attr:`estimate` the last estimate.
+
+    Args:
+        config: the run configuration to estimate.
+        gpu_gib: GPU memory to compare with; None detects this machine's GPU.
+    """
+
+    def __init__(self, config: RunConfig, gpu_gib: float | None = None):
+        import ipywidgets as w
+
+        self.gpu_gib = gpu_gib
+        self.estimate: dict | None = None
+        self.text = ""
+        self.table = w.HTML()
+        self.message = w.HTML()
+        self.box = w.VBox([w.HTML("<b>Training memory estimate</b>"), self.table, self.message])
+        self.update(config)
+
+    def update(self, config: RunConfig) -> None:
+        """Recompute for ``config`` (e.g. after the model picker changed); errors are shown, not raised."""
+        import html
+
+        try:
+            self.estimate = estimate_training_memory(config)
+        except (ValueError, KeyError) as error:
+            self.estimate = None
+            self.text = f"{config.model.name}: no estimate ({error})"
+            self.table.value = ""
+            self.message.value = html.escape(self.text)
+            return
+        table = estimate_table(self.estimate)
+        message = fits_message(self.estimate, self.gpu_gib)
+        self.text = f"{table[['GiB', 'share %']].to_string()}\n{message}"
+        self.table.value = table.to_html()
+        self.message.value = html.escape(message)
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.box)
+
+
+# -- measuring ------------------------------------------------------------------------------------------
+def _proc_status_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM) to the current RSS (Linux >= 4.0: ``clear_refs`` 5)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def profile_training_peak(wrapper, batch, steps: int = 3, lr: float = 0.0) -> dict:
+    """Measure the peak memory of ``steps`` real training steps (forward, backward, AdamW step) on a batch.
+
+    The loop is the Trainer's: ``loss = model(**batch).loss; loss.backward(); optimizer.step();
+    optimizer.zero_grad(set_to_none=True)``, so the model output is dropped before ``backward`` (compare
+    with ``estimate_training_memory(..., keep_logits=False)``). With the default ``lr=0`` AdamW allocates and
+    updates its state but leaves the weights unchanged.
+
+    How the peak is measured:
+
+    * CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats`` - weights included.
+    * CPU: torch has no allocator statistics there, so the process's peak resident set is read from
+      ``/proc/self/status`` (``VmHWM``, reset through ``/proc/self/clear_refs`` before the steps) minus the
+      resident set before them, plus the bytes of the model's parameters and buffers (already resident).
+      RSS also counts what the C allocator keeps after ``free`` and one-off library buffers, so on a tiny
+      model this is an upper bound with a few MB of noise. ``tracemalloc`` would not see torch's
+      allocations at all.
+
+    Args:
+        wrapper: a :class:`~uivlm_helpers.wrapper.VLMWrapper` (or a bare model).
+        batch: model inputs with ``labels``, e.g. ``wrapper.encode(images, instructions, targets)``.
+        steps: training steps to run.
+        lr: AdamW learning rate.
+
+    Returns:
+        ``{"device", "peak_gib", "peak_bytes", "step_s", "steps", "method", ...}`` (CUDA adds
+        ``peak_reserved_gib``; CPU adds ``rss_before_gib``, ``peak_delta_gib``, ``model_gib`` and
+        ``reliable`` - False when the peak mark could not be reset).
+    """
+    import gc
+
+    import torch
+
+    model = getattr(wrapper, "model", wrapper)
+    device = next(model.parameters()).device
+    batch = {k: (v.to(device) if hasattr(v, "to") else v) for k, v in dict(batch).items()}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if not trainable:
+        raise ValueError("profile_training_peak: the model has no trainable parameters")
+    optimizer = torch.optim.AdamW(trainable, lr=lr)
+    was_training = model.training
+    model.train()
+    gc.collect()
+    cuda = device.type == "cuda"
+    result = {"device": device.type, "steps": steps}
+    if cuda:
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+        result["method"] = "torch.cuda.max_memory_allocated"
+    else:
+        rss_before = _proc_status_kib("VmRSS")
+        reset = _reset_peak_rss()
+        result["method"] = "peak RSS (VmHWM) - RSS before + model bytes"
+    times = []
+    try:
+        for _ in range(steps):
+            start = time.perf_counter()
+            loss = model(**batch).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            del loss
+            if cuda:
+                torch.cuda.synchronize(device)
+            times.append(time.perf_counter() - start)
+    finally:
+        model.train(was_training)
+    times.sort()
+    result["step_s"] = times[len(times) // 2] if times else None
+    if cuda:
+        peak = torch.cuda.max_memory_allocated(device)
+        result["peak_reserved_gib"] = torch.cuda.max_memory_reserved(device) / GIB
+    else:
+        hwm = _proc_status_kib("VmHWM")
+        model_bytes = sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
+        reliable = bool(reset and hwm is not None and rss_before is not None)
+        delta = max(0, (hwm or 0) - (rss_before or 0)) * 1024
+        peak = model_bytes + delta
+        result.update({"rss_before_gib": (rss_before or 0) * 1024 / GIB, "peak_delta_gib": delta / GIB,
+                       "model_gib": model_bytes / GIB, "reliable": reliable})
+    del optimizer
+    gc.collect()
+    result.update({"peak_bytes": int(peak), "peak_gib": peak / GIB})
+    return result
+
+
+def compare_with_measurement(estimate: dict, measured: dict) -> dict:
+    """Estimated vs measured peak (allocated bytes, overhead excluded) and the relative error."""
+    estimated = estimate["peak_allocated_gib"]
+    return {"estimated_gib": estimated, "measured_gib": measured["peak_gib"],
+            "error": (estimated - measured["peak_gib"]) / measured["peak_gib"] if measured["peak_gib"] else math.nan}
