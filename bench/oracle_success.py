@@ -52,17 +52,20 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
 
     rows = []
-    for task in args.tasks:
-        start = time.perf_counter()
-        episodes = mw.rollout_episodes(mw.oracle_policy, [task], args.episodes, seed=args.seed)[task]
-        seconds = time.perf_counter() - start
-        wins = sum(e.success for e in episodes)
-        rows.append({"task": task, "episodes": len(episodes), "successes": wins, "success_rate": wins / len(episodes),
-                     "mean_actions": sum(len(e.actions) for e in episodes) / len(episodes),
-                     "seconds_per_episode": seconds / len(episodes),
-                     "failures": [{"seed": e.seed, "reason": e.failure} for e in episodes if not e.success]})
-        print(f"{task:24s} {wins:3d}/{len(episodes):<3d} {wins / len(episodes):6.1%}  "
-              f"{seconds / len(episodes):5.2f} s/episode", flush=True)
+    with mw.MiniWoBTask(args.tasks[0]) as env:  # one headless Chromium, switched from task to task
+        for task in args.tasks:
+            env.load_task(task)
+            start = time.perf_counter()
+            episodes = mw.rollout_episodes(mw.oracle_policy, [task], args.episodes, seed=args.seed, env=env)[task]
+            seconds = time.perf_counter() - start
+            wins = sum(e.success for e in episodes)
+            rows.append({"task": task, "episodes": len(episodes), "successes": wins,
+                         "success_rate": wins / len(episodes),
+                         "mean_actions": sum(len(e.actions) for e in episodes) / len(episodes),
+                         "seconds_per_episode": seconds / len(episodes),
+                         "failures": [{"seed": e.seed, "reason": e.failure} for e in episodes if not e.success]})
+            print(f"{task:24s} {wins:3d}/{len(episodes):<3d} {wins / len(episodes):6.1%}  "
+                  f"{seconds / len(episodes):5.2f} s/episode", flush=True)
 
     mean = sum(r["success_rate"] for r in rows) / len(rows)
     print(f"\n| task | success | rate | actions/episode | s/episode |\n|---|---|---|---|---|")

@@ -105,7 +105,8 @@ def assert_on(record: data.UIRecord, colour, tolerance: int = 0):
             got = colour_at(record, x, y)
             assert close(got, colour, tolerance), f"{record.id}: bbox corner ({x}, {y}) is on {got}, not {colour}"
         width, height = record.image_size
-        for x, y in ((x1 - 2, (y1 + y2) / 2), (x2 + 1, (y1 + y2) / 2), ((x1 + x2) / 2, y1 - 2), ((x1 + x2) / 2, y2 + 1)):
+        mx, my = (x1 + x2) / 2, (y1 + y2) / 2
+        for x, y in ((x1 - 2, my), (x2 + 1, my), (mx, y1 - 2), (mx, y2 + 1)):
             if 0 <= x < width and 0 <= y < height:
                 assert not close(colour_at(record, x, y), colour, tolerance), f"{record.id}: bbox is too large"
 
@@ -202,8 +203,7 @@ def test_aitw_impossible_as_done(converted):
 
 def test_androidcontrol_steps_pixels_and_history(converted):
     records, out = converted("androidcontrol")
-    click, typed, scroll = records["androidcontrol-101-001"], records["androidcontrol-101-002"], records["androidcontrol-101-003"]
-    press, long_press = records["androidcontrol-101-005"], records["androidcontrol-101-004"]
+    click, typed, scroll, long_press, press = (records[f"androidcontrol-101-00{i}"] for i in range(1, 6))
     assert click.action == {"type": "click", "x": 60, "y": 400}
     assert_on(click, GREEN)
     assert long_press.action == {"type": "long_press", "x": 200, "y": 50}
@@ -330,3 +330,20 @@ def test_converted_folder_is_self_contained(tmp_path, converted):
     shutil.copytree(out.parent, moved)
     shutil.rmtree(tmp_path / "raw")
     assert len(data.read_records(moved / "test.jsonl")) == 9
+
+
+def test_a_converted_folder_is_a_run_data_source(tmp_path):
+    from uivlm_helpers.config import load_config
+    from uivlm_helpers.run_data import load_split, prepare_data
+    from uivlm_helpers.workbook import RunPaths
+
+    images = draw_screens("screenspot", tmp_path / "raw")
+    folder = tmp_path / "screenspot_converted"
+    source = FIXTURES / "screenspot" / "screenspot_v2.json"
+    convert("screenspot", source, images, folder / "train.jsonl", split="train")
+    convert("screenspot", source, images, folder / "test.jsonl")
+    paths = RunPaths(tmp_path / "run")
+    prepare_data(load_config({"data": {"source": str(folder)}}), paths)
+    test = load_split(paths, "test")
+    assert len(test) == 4 and test[0]["element_type"] == "text" and test[0]["platform"] == "mobile"
+    assert Path(test[0]["image"]).is_relative_to(folder)

@@ -23,9 +23,16 @@ EPISODES = 3
 
 
 @pytest.fixture(scope="module")
-def click_test_2():
-    with mw.MiniWoBTask("click-test-2") as env:
+def browser():
+    """One headless Chromium for the whole file (tasks are switched with ``load_task``)."""
+    with mw.MiniWoBTask("click-test") as env:
         yield env
+
+
+@pytest.fixture
+def click_test_2(browser):
+    browser.load_task("click-test-2")
+    return browser
 
 
 def _element_at(env: mw.MiniWoBTask, x_px: float, y_px: float) -> str:
@@ -93,6 +100,16 @@ def test_pixel_to_css_mapping_follows_the_screenshot_scale(click_test_2):
     assert 159 < action["coords"][0] < 160 and action["coords"][1] == 0
 
 
+@pytest.mark.parametrize("kind", ["click", "double_click", "long_press"])
+def test_pointer_actions_hit_the_target_and_end_the_episode_once(browser, kind):
+    browser.load_task("click-test")
+    for seed in range(2):
+        state = browser.reset(seed=seed)
+        x, y = state.click_point(state.one(tag="button"))
+        # a double click whose first click ends the episode must not start a new one
+        assert browser.step({"type": kind, "x": x, "y": y}) == (None, 1.0, True)
+
+
 def test_every_action_type_has_a_miniwob_translation(click_test_2):
     from miniwob.action import ActionTypes as T
 
@@ -119,19 +136,19 @@ def test_every_action_type_has_a_miniwob_translation(click_test_2):
         click_test_2.to_miniwob_actions({"type": "press", "key": "Hyper"})
 
 
-def test_typing_and_keys_reach_the_page():
-    with mw.MiniWoBTask("enter-text") as env:
-        state = env.reset(seed=3)
-        field = state.one(tag="input_text")
-        state, _, _ = env.step({"type": "click", "x": state.center_pixels(field)[0], "y": state.center_pixels(field)[1]})
-        state, _, _ = env.step({"type": "type", "text": "Hello"})
-        state, _, _ = env.step({"type": "press", "key": "Backspace"})
-        assert state.one(tag="input_text").value == "Hell"
+def test_typing_and_keys_reach_the_page(browser):
+    browser.load_task("enter-text")
+    state = browser.reset(seed=3)
+    x, y = state.center_pixels(state.one(tag="input_text"))
+    state, _, _ = browser.step({"type": "click", "x": x, "y": y})
+    state, _, _ = browser.step({"type": "type", "text": "Hello"})
+    state, _, _ = browser.step({"type": "press", "key": "Backspace"})
+    assert state.one(tag="input_text").value == "Hell" and state.one(tag="input_text").focused
 
 
 @pytest.mark.parametrize("task", mw.ORACLE_TASKS)
-def test_oracle_succeeds(task):
-    episodes = mw.rollout_episodes(mw.oracle_policy, [task], EPISODES, seed=0)[task]
+def test_oracle_succeeds(task, browser):
+    episodes = mw.rollout_episodes(mw.oracle_policy, [task], EPISODES, seed=0, env=browser)[task]
     assert [e.failure for e in episodes] == [None] * EPISODES
     assert all(e.success for e in episodes)
 
@@ -140,8 +157,9 @@ def test_the_ten_required_tasks_have_oracles():
     assert set(mw.REQUIRED_ORACLE_TASKS) <= set(mw.ORACLES) and len(mw.REQUIRED_ORACLE_TASKS) == 10
 
 
-def test_demonstrations_validate_and_carry_history(tmp_path):
-    path = mw.record_demonstrations(["click-test-2", "login-user"], episodes=2, seed=0, out_dir=tmp_path)
+def test_demonstrations_validate_and_carry_history(tmp_path, browser):
+    path = mw.record_demonstrations(["click-test-2", "login-user"], episodes=2, seed=0, out_dir=tmp_path,
+                                    env=browser)
     assert path == tmp_path / "train.jsonl"
     records = data.read_records(path)  # validated, images checked
     assert len(records) == 2 * 1 + 2 * 5
@@ -159,14 +177,16 @@ def test_demonstrations_validate_and_carry_history(tmp_path):
             assert record.bbox is None
     assert login[0].instruction.startswith("Enter the username")
     # same arguments, same data; the test split draws other task instances
-    again = data.read_records(mw.record_demonstrations(["click-test-2"], 2, 0, tmp_path / "again"))
+    again = data.read_records(mw.record_demonstrations(["click-test-2"], 2, 0, tmp_path / "again", env=browser))
     assert [r.action for r in again] == [r.action for r in records if r.source == "miniwob/click-test-2"]
     assert [r.instruction for r in again] == [r.instruction for r in records if r.source == "miniwob/click-test-2"]
-    test = data.read_records(mw.record_demonstrations(["click-test-2"], 2, 0, tmp_path / "t", split="test"))
+    test = data.read_records(mw.record_demonstrations(["click-test-2"], 2, 0, tmp_path / "t", split="test",
+                                                      env=browser))
     assert {r.id for r in test}.isdisjoint({r.id for r in again}) and test[0].split == "test"
 
 
 def test_record_demonstrations_caps_records(tmp_path):
+    # env=None: a browser of its own, closed at the end
     path = mw.record_demonstrations(["click-test", "enter-text"], episodes=5, seed=1, out_dir=tmp_path,
                                     max_records=5)
     records = data.read_records(path)
@@ -180,16 +200,17 @@ def _pseudo_random_policy(record):
     return {"type": "click", "x": digest % 160, "y": 50 + (digest // 160) % 160}
 
 
-def test_rollout_is_reproducible_with_a_seed():
-    first = mw.rollout_episodes(_pseudo_random_policy, ["click-test-2"], 6, seed=7, max_steps=2)
-    second = mw.rollout_episodes(_pseudo_random_policy, ["click-test-2"], 6, seed=7, max_steps=2)
+def test_rollout_is_reproducible_with_a_seed(browser):
+    first = mw.rollout_episodes(_pseudo_random_policy, ["click-test-2"], 6, seed=7, max_steps=2, env=browser)
+    browser.load_task("click-test")  # whatever ran before, the same seed gives the same episodes
+    second = mw.rollout_episodes(_pseudo_random_policy, ["click-test-2"], 6, seed=7, max_steps=2, env=browser)
     assert [(e.seed, e.success, e.actions) for e in first["click-test-2"]] == [
         (e.seed, e.success, e.actions) for e in second["click-test-2"]]
-    rates = mw.rollout(_pseudo_random_policy, ["click-test-2"], 6, seed=7, max_steps=2)
+    rates = mw.rollout(_pseudo_random_policy, ["click-test-2"], 6, seed=7, max_steps=2, env=browser)
     assert rates == {"click-test-2": sum(e.success for e in first["click-test-2"]) / 6}
-    other = mw.rollout_episodes(_pseudo_random_policy, ["click-test-2"], 6, seed=8, max_steps=2)
+    other = mw.rollout_episodes(_pseudo_random_policy, ["click-test-2"], 6, seed=8, max_steps=2, env=browser)
     assert [e.seed for e in other["click-test-2"]] != [e.seed for e in first["click-test-2"]]
-    assert mw.rollout(mw.oracle_policy, ["click-test-2"], 2, seed=7) == {"click-test-2": 1.0}
+    assert mw.rollout(mw.oracle_policy, ["click-test-2"], 2, seed=7, env=browser) == {"click-test-2": 1.0}
 
 
 def test_policy_failures_fail_the_episode_not_the_rollout(click_test_2):
@@ -215,18 +236,53 @@ class _StubWrapper:
         return [Prediction(raw_text="click(30, 100)", action={"type": "click", "x": 30, "y": 100})]
 
 
-def test_policy_from_wrapper_feeds_screenshot_and_utterance():
+def test_policy_from_wrapper_feeds_screenshot_and_utterance(browser):
     stub = _StubWrapper()
-    rates = mw.rollout(mw.policy_from_wrapper(stub), ["click-test"], 2, seed=0, max_steps=1)
+    rates = mw.rollout(mw.policy_from_wrapper(stub), ["click-test"], 2, seed=0, max_steps=1, env=browser)
     assert set(rates) == {"click-test"} and 0 <= rates["click-test"] <= 1
     assert stub.calls[0] == ((160, 210), "Click the button.")
 
 
-def test_policy_from_a_real_tiny_wrapper(tiny_path):
+def test_policy_from_a_real_tiny_wrapper(tiny_path, browser):
     from uivlm_helpers.wrapper import VLMWrapper
 
     wrapper = VLMWrapper(max_new_tokens=8)
     episodes = mw.rollout_episodes(mw.policy_from_wrapper(wrapper), ["click-test"], 1, seed=0, max_steps=1,
-                                   time_limit_s=60)
+                                   time_limit_s=60, env=browser)
     (episode,) = episodes["click-test"]
     assert episode.failure is None or episode.failure.startswith(("policy:", "no result", "task ended"))
+    assert browser.time_limit_s is None  # the shared browser's own setting is back
+
+
+# ---------------------------------------------------------------------------------------------------
+# data.source: miniwob for a run
+# ---------------------------------------------------------------------------------------------------
+
+def test_prepare_data_records_miniwob_splits_into_the_run_folder(tmp_path):
+    from uivlm_helpers.config import load_config
+    from uivlm_helpers.run_data import load_split, prepare_data
+    from uivlm_helpers.workbook import RunPaths
+
+    config = load_config({"data": {"source": "miniwob:click-test-2,enter-text", "train_size": 7,
+                                   "eval_size": 3, "seed": 4}})
+    paths = RunPaths(tmp_path / "run")
+    splits = prepare_data(config, paths)
+    assert splits == {"train": paths.data / "train.jsonl", "test": paths.data / "test.jsonl"}
+    train, test = load_split(paths, "train"), load_split(paths, "test")
+    assert len(train) == 7 and len(test) == 3
+    assert {r["source"] for r in train} == {"miniwob/click-test-2", "miniwob/enter-text"}
+    assert {r["id"] for r in train}.isdisjoint({r["id"] for r in test})
+    assert all(r["image_size"] == [160, 210] and r["platform"] == "web" for r in train + test)
+    # the same configuration reuses the recorded splits
+    stamp = splits["train"].stat().st_mtime_ns
+    assert prepare_data(config, paths) == splits and splits["train"].stat().st_mtime_ns == stamp
+
+
+def test_miniwob_sources_are_checked_before_starting_a_browser():
+    from uivlm_helpers.run_data import miniwob_tasks
+
+    assert miniwob_tasks("miniwob") == list(mw.DEFAULT_TASKS)
+    assert miniwob_tasks("miniwob: click-test , click-tab") == ["click-test", "click-tab"]
+    assert miniwob_tasks("synthetic") is None and miniwob_tasks("data/miniwob_copy") is None
+    with pytest.raises(ValueError, match="book-flight.*available"):
+        miniwob_tasks("miniwob:book-flight")

@@ -16,7 +16,7 @@ the architecture's published dimensions (:mod:`uivlm_helpers.model_configs`; not
 * **overhead**: the CUDA context and the caching allocator's slack (not in ``max_memory_allocated``).
 
 Calibrated against full-size Qwen2-VL-2B measured on an H100 (``shared/MEASURED.md``): the estimate
-matches ``torch.cuda.max_memory_allocated`` of every measured recipe within a few percent (see
+matches ``torch.cuda.max_memory_allocated`` of every plain measured recipe within 1% (one row -5%) (see
 ``tests/test_memory.py``, which prints the comparison).
 
 :func:`profile_training_peak` measures the real peak of a few training steps on a real batch.
@@ -311,10 +311,11 @@ def estimate_training_memory(config: RunConfig, image_size: tuple[int, int] | No
     vocab = text["vocab_size"]
     logits_peak = (12 + (act if keep_logits else 0)) * vocab * logit_tokens
     logits_kept = (act if keep_logits else 0) * vocab * logit_tokens
-    # Two candidate peaks: inside the loss's backward, or (with checkpointing) while a layer is
-    # recomputed and back-propagated (its activations plus as many bytes of gradients).
+    # Two candidate peaks: inside the loss's backward, or while the last layer is back-propagated: its
+    # gradient temporaries (~1/4 of its saved bytes, measured on the tiny model) on top of what is
+    # stored, plus - with checkpointing - the layer's recomputed activations.
     loss_phase = activations + logits_peak
-    layer_phase = activations + logits_kept + (2 * one_layer if checkpointing else one_layer)
+    layer_phase = activations + logits_kept + (1.25 if checkpointing else 0.25) * one_layer
     peak_phase = "loss backward" if loss_phase >= layer_phase else "layer recompute"
     if peak_phase == "loss backward":
         act_component, logits_component = activations, logits_peak
@@ -494,17 +495,29 @@ def fits_message(estimate: dict, gpu_gib: float | None = None) -> str:
         gpu_gib, name = _detect_device_gib()
         if gpu_gib is None:
             return (f"No GPU here: training these settings needs ~{estimate['total_gib']:.1f} GiB "
-                    f"({'RAM on the CPU' if estimate['assumptions']['device'] == 'cpu' else 'of GPU memory'}).")
+                    f"({'RAM on the CPU' if estimate['assumptions']['device'] == 'cpu' else 'of GPU memory'})"
+                    + _length_note(estimate))
     where = f"{gpu_gib:.1f} GiB" + (f" ({name})" if name else "")
     total = estimate["total_gib"]
     if total <= gpu_gib:
-        return f"fits: ~{total:.1f} GiB of {where} ({100 * total / gpu_gib:.0f}%)"
-    found = suggest_changes(estimate, gpu_gib)
-    if found is None:
-        return (f"won't fit in {where}: needs ~{total:.1f} GiB even with batch 1, gradient checkpointing, "
-                "4-bit and a small pixel budget; use a larger GPU or a smaller model")
-    text, _, new = found
-    return f"won't fit in {where} (needs ~{total:.1f} GiB): try {text} (~{new['total_gib']:.1f} GiB)"
+        message = f"fits: ~{total:.1f} GiB of {where} ({100 * total / gpu_gib:.0f}%)"
+    else:
+        found = suggest_changes(estimate, gpu_gib)
+        if found is None:
+            message = (f"won't fit in {where}: needs ~{total:.1f} GiB even with batch 1, gradient checkpointing, "
+                       "4-bit and a small pixel budget; use a larger GPU or a smaller model")
+        else:
+            text, _, new = found
+            message = f"won't fit in {where} (needs ~{total:.1f} GiB): try {text} (~{new['total_gib']:.1f} GiB)"
+    return message + _length_note(estimate)
+
+
+def _length_note(estimate: dict) -> str:
+    config = estimate["inputs"]["config"]
+    if not estimate["assumptions"]["max_length_exceeded"]:
+        return ""
+    return (f"; note: {estimate['sequence_tokens']} tokens per sample exceed training.max_length="
+            f"{config.training.max_length} (lower model.max_pixels or raise max_length)")
 
 
 class EstimateView:
@@ -574,23 +587,68 @@ def _reset_peak_rss() -> bool:
         return False
 
 
+def _storage_tracker(known_storages):
+    """A TorchDispatchMode that counts the bytes of live tensor storages created by torch ops.
+
+    Every op of the forward, the backward (autograd runs it on this thread on CPU, and the checkpoint
+    recomputation too) and the optimizer passes through ``__torch_dispatch__``; each new output storage is
+    counted once, and a ``weakref.finalize`` on it (storage Python objects live exactly as long as the
+    storage itself) subtracts it when freed. Storages that existed before (weights, the batch) are not
+    counted. This is the CPU analogue of ``torch.cuda.max_memory_allocated``: exact for tensors, blind
+    to temporaries inside a single kernel.
+    """
+    import weakref
+
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+
+    class StoragePeak(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.seen = weakref.WeakSet(known_storages)
+            self.bytes = 0
+            self.peak = 0
+
+        def _freed(self, nbytes):
+            self.bytes -= nbytes
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for value in tree_leaves(out):
+                if isinstance(value, torch.Tensor):
+                    try:
+                        storage = value.untyped_storage()
+                    except (RuntimeError, NotImplementedError):  # tensors without storage
+                        continue
+                    if storage not in self.seen:
+                        self.seen.add(storage)
+                        nbytes = storage.nbytes()
+                        self.bytes += nbytes
+                        weakref.finalize(storage, self._freed, nbytes)
+            self.peak = max(self.peak, self.bytes)
+            return out
+
+    return StoragePeak()
+
+
 def profile_training_peak(wrapper, batch, steps: int = 3, lr: float = 0.0) -> dict:
     """Measure the peak memory of ``steps`` real training steps (forward, backward, AdamW step) on a batch.
 
     The loop is the Trainer's: ``loss = model(**batch).loss; loss.backward(); optimizer.step();
     optimizer.zero_grad(set_to_none=True)``, so the model output is dropped before ``backward`` (compare
-    with ``estimate_training_memory(..., keep_logits=False)``). With the default ``lr=0`` AdamW allocates and
-    updates its state but leaves the weights unchanged.
+    with ``estimate_training_memory(..., keep_logits=False)``, the default). With the default ``lr=0`` AdamW
+    allocates and updates its state but leaves the weights unchanged.
 
-    How the peak is measured:
+    How the peak is measured (weights, batch, gradients, optimizer state and activations included):
 
-    * CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats`` - weights included.
-    * CPU: torch has no allocator statistics there, so the process's peak resident set is read from
-      ``/proc/self/status`` (``VmHWM``, reset through ``/proc/self/clear_refs`` before the steps) minus the
-      resident set before them, plus the bytes of the model's parameters and buffers (already resident).
-      RSS also counts what the C allocator keeps after ``free`` and one-off library buffers, so on a tiny
-      model this is an upper bound with a few MB of noise. ``tracemalloc`` would not see torch's
-      allocations at all.
+    * CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``.
+    * CPU: torch keeps no allocator statistics there. ``peak_gib`` counts live tensor storages exactly
+      (see :func:`_storage_tracker`) plus the weights and the batch. For reference ``rss_peak_gib`` is the
+      process's peak resident set during the steps (``VmHWM`` from ``/proc/self/status``, reset through
+      ``/proc/self/clear_refs``) minus the resident set before them, plus weights and batch: it also counts
+      what the C allocator keeps after ``free`` (30-60% more than the tensors on the tiny model).
+      ``tracemalloc`` would see none of torch's allocations.
 
     Args:
         wrapper: a :class:`~uivlm_helpers.wrapper.VLMWrapper` (or a bare model).
@@ -599,9 +657,9 @@ def profile_training_peak(wrapper, batch, steps: int = 3, lr: float = 0.0) -> di
         lr: AdamW learning rate.
 
     Returns:
-        ``{"device", "peak_gib", "peak_bytes", "step_s", "steps", "method", ...}`` (CUDA adds
-        ``peak_reserved_gib``; CPU adds ``rss_before_gib``, ``peak_delta_gib``, ``model_gib`` and
-        ``reliable`` - False when the peak mark could not be reset).
+        ``{"device", "peak_gib", "peak_bytes", "step_s", "steps", "method", ...}``; CUDA adds
+        ``peak_reserved_gib``; CPU adds ``rss_peak_gib`` and ``rss_reliable`` (False when the peak mark
+        could not be reset, e.g. outside Linux).
     """
     import gc
 
@@ -614,11 +672,16 @@ def profile_training_peak(wrapper, batch, steps: int = 3, lr: float = 0.0) -> di
     if not trainable:
         raise ValueError("profile_training_peak: the model has no trainable parameters")
     optimizer = torch.optim.AdamW(trainable, lr=lr)
+    resident = list(model.parameters()) + list(model.buffers()) + [v for v in batch.values()
+                                                                    if isinstance(v, torch.Tensor)]
+    storages = {id(s): s for s in (t.untyped_storage() for t in resident)}
+    resident_bytes = sum(s.nbytes() for s in storages.values())
     was_training = model.training
     model.train()
     gc.collect()
     cuda = device.type == "cuda"
-    result = {"device": device.type, "steps": steps}
+    result = {"device": device.type, "steps": steps, "resident_gib": resident_bytes / GIB}
+    tracker = None
     if cuda:
         torch.cuda.synchronize(device)
         torch.cuda.empty_cache()
@@ -627,9 +690,12 @@ def profile_training_peak(wrapper, batch, steps: int = 3, lr: float = 0.0) -> di
     else:
         rss_before = _proc_status_kib("VmRSS")
         reset = _reset_peak_rss()
-        result["method"] = "peak RSS (VmHWM) - RSS before + model bytes"
+        tracker = _storage_tracker(list(storages.values()))
+        result["method"] = "live tensor storages (TorchDispatchMode) + weights and batch"
     times = []
     try:
+        if tracker is not None:
+            tracker.__enter__()
         for _ in range(steps):
             start = time.perf_counter()
             loss = model(**batch).loss
@@ -641,6 +707,8 @@ def profile_training_peak(wrapper, batch, steps: int = 3, lr: float = 0.0) -> di
                 torch.cuda.synchronize(device)
             times.append(time.perf_counter() - start)
     finally:
+        if tracker is not None:
+            tracker.__exit__(None, None, None)
         model.train(was_training)
     times.sort()
     result["step_s"] = times[len(times) // 2] if times else None
@@ -648,13 +716,11 @@ def profile_training_peak(wrapper, batch, steps: int = 3, lr: float = 0.0) -> di
         peak = torch.cuda.max_memory_allocated(device)
         result["peak_reserved_gib"] = torch.cuda.max_memory_reserved(device) / GIB
     else:
+        peak = resident_bytes + tracker.peak
         hwm = _proc_status_kib("VmHWM")
-        model_bytes = sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
-        reliable = bool(reset and hwm is not None and rss_before is not None)
         delta = max(0, (hwm or 0) - (rss_before or 0)) * 1024
-        peak = model_bytes + delta
-        result.update({"rss_before_gib": (rss_before or 0) * 1024 / GIB, "peak_delta_gib": delta / GIB,
-                       "model_gib": model_bytes / GIB, "reliable": reliable})
+        result.update({"rss_peak_gib": (resident_bytes + delta) / GIB,
+                       "rss_reliable": bool(reset and hwm is not None and rss_before is not None)})
     del optimizer
     gc.collect()
     result.update({"peak_bytes": int(peak), "peak_gib": peak / GIB})

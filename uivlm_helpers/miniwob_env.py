@@ -49,7 +49,6 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from PIL import Image
 
@@ -367,6 +366,12 @@ def _miniwob_key(key: str) -> str:
     return "".join(prefixes) + base_key
 
 
+# When an episode ends, MiniWoB++ shows its "START" cover, and a click on it starts a new episode:
+# the second click of a double click that ended the episode would silently restart the task. The
+# environment starts episodes from Python (core.startEpisodeReal), so the cover's click is not needed.
+_DISARM_COVER = "if (core.cover_div) { core.cover_div.onclick = null; }"
+
+
 class MiniWoBTask:
     """One MiniWoB++ task in a headless Chromium, speaking screenshot pixels.
 
@@ -411,6 +416,30 @@ class MiniWoBTask:
         if env is not None:
             env.close()
 
+    def load_task(self, task: str) -> None:
+        """Switch this browser to another task (faster than a new browser: one page load)."""
+        if task == self.task:
+            return
+        if task.startswith("flight.") or self.task.startswith("flight."):
+            raise ValueError("FlightWoB tasks need their own MiniWoBTask")
+        import urllib.parse
+
+        from miniwob.fields import get_field_extractor
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support import expected_conditions as EC
+        from selenium.webdriver.support.wait import WebDriverWait
+
+        instance = self._env.instance
+        instance.url = urllib.parse.urljoin(instance.url, f"{task}.html")
+        instance.field_extractor = get_field_extractor(task)
+        instance.cached_fields = []
+        self._env.subdomain = task
+        self._env.instance_kwargs["subdomain"] = task  # used if miniwob has to restart the browser
+        instance.driver.get(instance.url)
+        WebDriverWait(instance.driver, 5).until(EC.element_to_be_clickable((By.ID, instance.SYNC_SCREEN_ID)))
+        self.task = task
+        self.state, self.done, self.reward, self.info = None, True, 0.0, {}
+
     @property
     def driver(self):
         """The Selenium WebDriver (for tests and debugging)."""
@@ -418,8 +447,10 @@ class MiniWoBTask:
 
     def reset(self, seed: int) -> MiniWoBState:
         """Start a new episode; the same seed gives the same task instance."""
+        script = _DISARM_COVER
         if self.time_limit_s is not None:
-            self.driver.execute_script(f"core.EPISODE_MAX_TIME = {int(self.time_limit_s * 1000)};")
+            script += f"core.EPISODE_MAX_TIME = {int(self.time_limit_s * 1000)};"
+        self.driver.execute_script(script)
         obs, info = self._env.reset(seed=int(seed))
         self.state = _state_from_observation(self.task, obs, self.css_size)
         self.done, self.reward, self.info = False, 0.0, info
@@ -823,21 +854,49 @@ def run_episode(env: MiniWoBTask, policy: Callable[[dict], dict | None], seed: i
     return EpisodeResult(env.task, seed, False, -1.0, history, f"no result after {max_steps} steps")
 
 
+class _Browser:
+    """One MiniWoBTask for a series of tasks: the caller's, or a new one closed at the end."""
+
+    def __init__(self, env: MiniWoBTask | None, time_limit_s: float | None = None):
+        self.env, self.own, self.time_limit_s = env, env is None, time_limit_s
+        self.saved_limit = env.time_limit_s if env is not None else None
+
+    def __enter__(self):
+        return self
+
+    def task(self, task: str) -> MiniWoBTask:
+        if self.env is None:
+            self.env = MiniWoBTask(task, time_limit_s=self.time_limit_s)
+        else:
+            self.env.load_task(task)
+            if self.time_limit_s is not None:
+                self.env.time_limit_s = self.time_limit_s
+        return self.env
+
+    def __exit__(self, *exc):
+        if self.own and self.env is not None:
+            self.env.close()
+        elif self.env is not None:
+            self.env.time_limit_s = self.saved_limit
+
+
 def rollout_episodes(policy: Callable[[dict], dict | None], tasks: Iterable[str], episodes_per_task: int,
                      seed: int = 0, split: str = "test", max_steps: int = DEFAULT_MAX_STEPS,
-                     time_limit_s: float | None = None) -> dict[str, list[EpisodeResult]]:
-    """Every episode of :func:`rollout`, per task."""
+                     time_limit_s: float | None = None,
+                     env: MiniWoBTask | None = None) -> dict[str, list[EpisodeResult]]:
+    """Every episode of :func:`rollout`, per task (same arguments)."""
     results: dict[str, list[EpisodeResult]] = {}
-    for task in tasks:
-        with MiniWoBTask(task, time_limit_s=time_limit_s) as env:
-            results[task] = [run_episode(env, policy, episode_seed(seed, split, task, i), max_steps)
+    with _Browser(env, time_limit_s) as browser:
+        for task in tasks:
+            task_env = browser.task(task)
+            results[task] = [run_episode(task_env, policy, episode_seed(seed, split, task, i), max_steps)
                              for i in range(episodes_per_task)]
     return results
 
 
 def rollout(policy: Callable[[dict], dict | None], tasks: Iterable[str], episodes_per_task: int,
             seed: int = 0, split: str = "test", max_steps: int = DEFAULT_MAX_STEPS,
-            time_limit_s: float | None = None) -> dict[str, float]:
+            time_limit_s: float | None = None, env: MiniWoBTask | None = None) -> dict[str, float]:
     """Success rate of ``policy`` per task over seeded episodes.
 
     Args:
@@ -849,17 +908,21 @@ def rollout(policy: Callable[[dict], dict | None], tasks: Iterable[str], episode
             rates). ``split="test"`` draws instances disjoint from ``record_demonstrations``' train split.
         max_steps: actions allowed per episode.
         time_limit_s: episode time limit (None: the task's own, usually 10 s).
+        env: an open :class:`MiniWoBTask` to reuse (switched from task to task, left open; its own
+            time limit comes back afterwards); None starts one browser for all the tasks and
+            closes it at the end.
 
     Returns:
         ``{task: success_rate}`` with rates in [0, 1].
     """
-    episodes = rollout_episodes(policy, tasks, episodes_per_task, seed, split, max_steps, time_limit_s)
+    episodes = rollout_episodes(policy, tasks, episodes_per_task, seed, split, max_steps, time_limit_s, env)
     return {task: sum(r.success for r in results) / max(len(results), 1) for task, results in episodes.items()}
 
 
 def record_demonstrations(tasks: Iterable[str], episodes: int, seed: int, out_dir: str | Path, *,
                           split: str = "train", max_records: int | None = None,
-                          jsonl_name: str | None = None, max_steps: int = DEFAULT_MAX_STEPS) -> Path:
+                          jsonl_name: str | None = None, max_steps: int = DEFAULT_MAX_STEPS,
+                          env: MiniWoBTask | None = None) -> Path:
     """Record oracle demonstrations as a validated JSONL dataset.
 
     Every step of a successful oracle episode is one record (screenshot + utterance -> the oracle's
@@ -875,6 +938,7 @@ def record_demonstrations(tasks: Iterable[str], episodes: int, seed: int, out_di
         max_records: cap on the records written: each task stops once it has its share
             (``ceil(max_records / len(tasks))``) and the list is cut to ``max_records``.
         jsonl_name: file name (default ``<split>.jsonl``).
+        env: an open :class:`MiniWoBTask` to reuse (see :func:`rollout`).
 
     Returns:
         The path of the JSONL file.
@@ -883,11 +947,12 @@ def record_demonstrations(tasks: Iterable[str], episodes: int, seed: int, out_di
     missing = [t for t in tasks if t not in ORACLES]
     if missing:
         raise KeyError(f"no oracle policy for {missing}; tasks with an oracle: {sorted(ORACLES)}")
-    quota = math.ceil(max_records / len(tasks)) if max_records else None
+    quota = math.ceil(max_records / len(tasks)) if max_records is not None else None
     records: list[data.UIRecord] = []
-    for task in tasks:
-        task_records: list[data.UIRecord] = []
-        with MiniWoBTask(task) as env:
+    with _Browser(env) as browser:
+        for task in tasks:
+            task_records: list[data.UIRecord] = []
+            task_env = browser.task(task)
             for episode in range(episodes):
                 if quota is not None and len(task_records) >= quota:
                     break
@@ -900,10 +965,10 @@ def record_demonstrations(tasks: Iterable[str], episodes: int, seed: int, out_di
                     steps.append(MiniWoBTask.record(state, action, history, record_id,
                                                     decision.element, split))
 
-                result = run_episode(env, oracle_policy, ep_seed, max_steps, on_step=remember)
+                result = run_episode(task_env, oracle_policy, ep_seed, max_steps, on_step=remember)
                 if result.success:
                     task_records += steps
-        records += task_records[:quota] if quota is not None else task_records
+            records += task_records[:quota] if quota is not None else task_records
     if max_records is not None:
         records = records[:max_records]
     out = Path(out_dir) / (jsonl_name or f"{split}.jsonl")

@@ -19,24 +19,95 @@ SPLIT_FILES = {"train": "train.jsonl", "test": "test.jsonl"}
 
 
 def prepare_data(config: RunConfig, paths: RunPaths) -> dict[str, Path]:
-    """Create (synthetic) or link (a folder with ``train.jsonl``/``test.jsonl``) the run's splits.
+    """Create (synthetic, MiniWoB++) or link (a folder with ``train.jsonl``/``test.jsonl``) the run's splits.
 
-    Synthetic splits are generated from ``config.data`` (sizes, image size, seed); a folder source is
-    validated and used in place.
+    ``config.data.source`` is one of:
+
+    * ``"synthetic"``: screens generated from ``config.data`` (sizes, image size, seed);
+    * ``"miniwob"`` or ``"miniwob:click-test,enter-text,..."``: MiniWoB++ oracle demonstrations
+      recorded in a headless Chromium (see :func:`prepare_miniwob`; needs ``make system-deps``);
+    * a folder holding ``train.jsonl`` and ``test.jsonl`` (e.g. written by :mod:`.converters`),
+      used in place.
     """
     d = config.data
     if d.source == "synthetic":
         splits = synth.make_splits(paths.data, seed=d.seed, n_train=d.train_size, n_eval=d.eval_size,
                                    image_size=(d.image_width, d.image_height))
         return {name: Path(p) for name, p in splits.items()}
+    tasks = miniwob_tasks(d.source)
+    if tasks is not None:
+        return prepare_miniwob(paths, tasks, train_size=d.train_size, eval_size=d.eval_size, seed=d.seed)
     folder = Path(d.source)
     missing = [f for f in SPLIT_FILES.values() if not (folder / f).is_file()]
     if missing:
-        raise FileNotFoundError(f"data.source={d.source!r}: expected 'synthetic' or a folder holding "
-                                f"{list(SPLIT_FILES.values())}; missing {missing}")
+        raise FileNotFoundError(f"data.source={d.source!r}: expected 'synthetic', 'miniwob[:task,...]' or a "
+                                f"folder holding {list(SPLIT_FILES.values())}; missing {missing}")
     paths.data.mkdir(parents=True, exist_ok=True)
     (paths.data / "source.txt").write_text(str(folder.resolve()))
     return {name: folder / f for name, f in SPLIT_FILES.items()}
+
+
+MINIWOB_SOURCE = "miniwob"
+MINIWOB_SPEC = "miniwob.json"  # what the recorded MiniWoB++ splits were made from (reuse check)
+
+
+def miniwob_tasks(source: str) -> list[str] | None:
+    """The MiniWoB++ tasks a ``data.source`` names, or None when it is not a MiniWoB++ source.
+
+    ``"miniwob"`` means :data:`.miniwob_env.DEFAULT_TASKS` (ten tasks: single clicks on buttons,
+    links, tabs, dialogs and text fields, plus multi-step form filling); ``"miniwob:a,b"`` names
+    tasks that have an oracle policy.
+
+    Raises:
+        ValueError: a named task has no oracle (the message lists those that do).
+    """
+    if source != MINIWOB_SOURCE and not source.startswith(MINIWOB_SOURCE + ":"):
+        return None
+    from .miniwob_env import DEFAULT_TASKS, ORACLE_TASKS
+
+    if source == MINIWOB_SOURCE:
+        return list(DEFAULT_TASKS)
+    tasks = [t.strip() for t in source.split(":", 1)[1].split(",") if t.strip()]
+    unknown = [t for t in tasks if t not in ORACLE_TASKS]
+    if unknown or not tasks:
+        raise ValueError(f"data.source={source!r}: expected 'miniwob' or 'miniwob:<task>,<task>,...' with tasks "
+                         f"that have an oracle policy; unknown: {unknown}; available: {list(ORACLE_TASKS)}")
+    return tasks
+
+
+def prepare_miniwob(paths: RunPaths, tasks: list[str], train_size: int, eval_size: int, seed: int) -> dict[str, Path]:
+    """Record MiniWoB++ oracle demonstrations as the run's ``train``/``test`` splits in ``paths.data``.
+
+    Each split gets (at most) its size in records, shared evenly between the tasks; every step of
+    a successful oracle episode is one record (multi-step tasks give several, with ``history``).
+    The splits draw disjoint task instances from ``seed`` (see :func:`.miniwob_env.episode_seed`).
+    Screenshots are MiniWoB++'s own 160x210 (``data.image_width``/``image_height`` do not apply).
+    When the folder already holds splits recorded with the same tasks, sizes and seed, they are
+    reused instead of recorded again.
+    """
+    import json
+    import math
+
+    from . import miniwob_env
+
+    folder = paths.data
+    spec = {"tasks": list(tasks), "train_size": train_size, "eval_size": eval_size, "seed": seed}
+    splits = {name: folder / f for name, f in SPLIT_FILES.items()}
+    spec_file = folder / MINIWOB_SPEC
+    if (spec_file.is_file() and json.loads(spec_file.read_text()) == spec
+            and all(p.is_file() for p in splits.values())):
+        return splits
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in (folder / "source.txt", spec_file):
+        stale.unlink(missing_ok=True)  # a folder source chosen earlier must not shadow these splits
+    with miniwob_env.MiniWoBTask(tasks[0]) as env:
+        for name, size in (("train", train_size), ("test", eval_size)):
+            # each episode gives at least one record; a few spare episodes cover rare oracle failures
+            episodes = math.ceil(size / len(tasks)) + 3
+            miniwob_env.record_demonstrations(tasks, episodes, seed, folder, split=name, max_records=size,
+                                              jsonl_name=SPLIT_FILES[name], env=env)
+    spec_file.write_text(json.dumps(spec, indent=2) + "\n")
+    return splits
 
 
 def split_file(paths: RunPaths, split: str) -> Path:

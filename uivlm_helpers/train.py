@@ -7,8 +7,11 @@ mixed precision, checkpoints, resume, accelerate for several GPUs).
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
+import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +37,39 @@ class UICollator:
                                         record_ids=[r.get("id", i) for i, r in enumerate(records)]))
 
 
+COMPLETE_MARKER = "uivlm-checkpoint-complete"
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+class CheckpointSealer(TrainerCallback):
+    """Marks a checkpoint complete once the Trainer has written all of it.
+
+    The Trainer writes a checkpoint file by file; a process killed in between leaves a folder that
+    looks like a checkpoint. Only sealed folders are ever resumed from.
+    """
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            (folder / COMPLETE_MARKER).write_text(json.dumps({"global_step": state.global_step}))
+
+
+def last_complete_checkpoint(checkpoints_dir: str | Path) -> Path | None:
+    """The newest sealed checkpoint; unsealed (half-written) ones are renamed out of the way."""
+    folder = Path(checkpoints_dir)
+    if not folder.is_dir():
+        return None
+    found = sorted((int(m.group(1)), p) for p in folder.iterdir()
+                   if p.is_dir() and (m := _CHECKPOINT.match(p.name)))
+    complete = None
+    for step, path in found:
+        if (path / COMPLETE_MARKER).is_file():
+            complete = path
+        else:
+            path.rename(path.with_name(f"incomplete-{path.name}"))
+    return complete
+
+
 @dataclass
 class LossHistory(TrainerCallback):
     """Collects (step, loss) as the Trainer logs them, redraws a live plot, and writes a text log.
@@ -50,6 +86,17 @@ class LossHistory(TrainerCallback):
 
     def __post_init__(self):
         self._display = None
+
+    def restore(self, up_to_step: int) -> None:
+        """Reload the curve logged before a resumed checkpoint (and drop what came after it)."""
+        entries = []
+        if self.log_file and self.log_file.is_file():
+            entries = [json.loads(line) for line in self.log_file.read_text().splitlines() if line.strip()]
+        entries = [e for e in entries if e["step"] <= up_to_step and "loss" in e]
+        self.steps = [e["step"] for e in entries]
+        self.losses = [float(e["loss"]) for e in entries]
+        if self.log_file:
+            self.log_file.write_text("".join(json.dumps(e) + "\n" for e in entries))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs or "loss" not in logs:
@@ -119,6 +166,8 @@ def training_arguments(config: RunConfig, output_dir: Path) -> TrainingArguments
         dataloader_num_workers=0,
         report_to="none",
         disable_tqdm=False,
+        # On CPU this also makes several launched processes train together (DDP over gloo).
+        use_cpu=config.model.device == "cpu",
         **precision,
     )
 
@@ -140,7 +189,8 @@ def build_trainer(config: RunConfig, wrapper: VLMWrapper, train_records, run_dir
         args=training_arguments(config, run_dir / "checkpoints"),
         train_dataset=train_records,
         data_collator=UICollator(wrapper, config.training.max_length),
-        callbacks=[history, TensorBoardCallback(SummaryWriter(str(run_dir / "logs" / "tensorboard")))],
+        callbacks=[history, CheckpointSealer(),
+                   TensorBoardCallback(SummaryWriter(str(run_dir / "logs" / "tensorboard")))],
     )
     return trainer, history
 
@@ -150,11 +200,18 @@ def train(config: RunConfig, wrapper: VLMWrapper, train_records, run_dir: str | 
     """Fine-tune ``wrapper.model`` on records and return a summary (steps, first/last loss, curve).
 
     Args:
-        resume: True to continue from the newest checkpoint in the run folder, or a checkpoint path.
+        resume: continue from the newest complete checkpoint in the run folder (a fresh start when
+            there is none); False starts over.
     """
     logging.getLogger("transformers.trainer").setLevel(logging.WARNING)
     trainer, history = build_trainer(config, wrapper, train_records, run_dir, live_plot)
-    output = trainer.train(resume_from_checkpoint=resume or None)
+    checkpoint = last_complete_checkpoint(Path(run_dir) / "checkpoints") if resume else None
+    if checkpoint is not None:
+        history.restore(int(_CHECKPOINT.match(checkpoint.name).group(1)))
+        print(f"resuming from {checkpoint}")
+    elif history.log_file.exists():
+        history.log_file.unlink()  # a fresh run starts a fresh log
+    output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     n_first = max(1, len(history.losses) // 5)
     return {
         "global_step": output.global_step,
@@ -165,3 +222,46 @@ def train(config: RunConfig, wrapper: VLMWrapper, train_records, run_dir: str | 
         "losses": history.losses,
         "runtime_s": output.metrics.get("train_runtime"),
     }
+
+
+def train_run(run_dir: str | Path, resume: bool = False) -> dict:
+    """Train the run in ``run_dir`` from its saved configuration and data, and save its adapter.
+
+    This is what ``python -m uivlm_helpers.train`` and ``accelerate launch -m uivlm_helpers.train``
+    run, and what :func:`launch` starts from a notebook on several processes.
+    """
+    from . import run_data
+    from .config import load_config
+    from .workbook import RunPaths
+
+    paths = RunPaths(Path(run_dir).resolve())
+    config = load_config(paths.config)
+    wrapper = VLMWrapper.from_config(config)
+    summary = train(config, wrapper, run_data.load_split(paths, "train"), paths.root, resume=resume)
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:  # one writer when several processes train together
+        wrapper.save_pretrained(paths.adapter)
+        (paths.logs / "train_summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def launch(run_dir: str | Path, num_processes: int = 2, resume: bool = False) -> None:
+    """Train on several processes from a notebook (``accelerate.notebook_launcher``; DDP)."""
+    from accelerate import notebook_launcher
+
+    notebook_launcher(train_run, (str(run_dir), resume), num_processes=num_processes)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Train the run in a run folder (after 01_setup).")
+    parser.add_argument("--run-dir", required=True, help="run folder holding config.yaml and data/")
+    parser.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint")
+    args = parser.parse_args(argv)
+    summary = train_run(args.run_dir, resume=args.resume)
+    print(json.dumps({k: summary[k] for k in ("global_step", "first_loss", "last_loss")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -71,7 +71,8 @@ def quantization_config(load_in_8bit: bool = False, load_in_4bit: bool = False, 
     if compute_dtype == "auto" or compute_dtype is None:
         compute_dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
     compute_dtype = _DTYPES.get(compute_dtype, compute_dtype)
-    skip = [p.strip(".") for p in skip_modules] + ["lm_head"]
+    # transformers matches these from the start of a module's full name, as regular expressions.
+    skip = [rf".*{p.strip('.')}" for p in skip_modules] + ["lm_head"]
     if load_in_4bit:
         return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                   bnb_4bit_compute_dtype=compute_dtype, llm_int8_skip_modules=skip)
@@ -112,7 +113,8 @@ class VLMWrapper:
                  load_in_4bit: bool = False, action_format: str = "text", max_new_tokens: int = 24,
                  temperature: float = 0.0, do_sample: bool = False, task_prompt: str = DEFAULT_TASK_PROMPT,
                  system_prompt: str | None = None, min_pixels: int | None = None,
-                 max_pixels: int | None = None, trust_remote_code: bool = False, constrained: bool = False):
+                 max_pixels: int | None = None, trust_remote_code: bool = False, constrained: bool = False,
+                 seed: int = 0):
         saved = Path(model_name) / AGENT_FILE
         agent = json.loads(saved.read_text()) if saved.is_file() else None
         if agent:  # a saved agent brings its own prompt, format and pixel budget
@@ -139,7 +141,7 @@ class VLMWrapper:
             from peft import PeftModel
             self.model = PeftModel.from_pretrained(self.model, model_name)
         if use_lora:
-            self.add_lora(lora_config or {})
+            self.add_lora(lora_config or {}, seed=seed)
 
     @classmethod
     def from_config(cls, config: RunConfig, with_lora: bool = True) -> "VLMWrapper":
@@ -156,7 +158,8 @@ class VLMWrapper:
                       max_new_tokens=m.max_new_tokens, temperature=m.temperature, do_sample=m.do_sample,
                       task_prompt=config.task_prompt, system_prompt=config.system_prompt,
                       min_pixels=m.min_pixels, max_pixels=m.max_pixels,
-                      trust_remote_code=m.trust_remote_code, constrained=m.constrained_decoding)
+                      trust_remote_code=m.trust_remote_code, constrained=m.constrained_decoding,
+                      seed=config.training.seed)
         if m.freeze_vision_encoder:
             wrapper.freeze_vision_encoder()
         return wrapper
@@ -199,8 +202,12 @@ class VLMWrapper:
         self.quantized = load_in_8bit or load_in_4bit
         return model
 
-    def add_lora(self, lora_config: dict) -> None:
-        """Wrap the model with a fresh LoRA adapter (QLoRA when the base is quantized)."""
+    def add_lora(self, lora_config: dict, seed: int = 0) -> None:
+        """Wrap the model with a fresh LoRA adapter (QLoRA when the base is quantized).
+
+        The adapter's random initialisation is drawn from ``seed`` (without touching the global
+        random state), so the same run configuration trains to the same weights.
+        """
         from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
         settings = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "bias": "none", "target_modules": None}
@@ -214,8 +221,10 @@ class VLMWrapper:
         targets = rf"^(?!.*(?:{vision})).*\.(?:{'|'.join(names)})$"
         if self.quantized:
             self.model = prepare_model_for_kbit_training(self.model, use_gradient_checkpointing=False)
-        self.model = get_peft_model(self.model, LoraConfig(target_modules=targets,
-                                                           task_type=self.adapter.peft_task_type, **settings))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.model = get_peft_model(self.model, LoraConfig(target_modules=targets,
+                                                               task_type=self.adapter.peft_task_type, **settings))
 
     def freeze_vision_encoder(self) -> int:
         """Stop gradients in the vision tower and its projector; returns how many tensors were frozen."""

@@ -1,0 +1,286 @@
+"""Action decoding speed, and what constrained decoding costs in generation.
+
+    .venv/bin/python bench/bench_actions.py                 # everything (about two minutes on a laptop CPU)
+    .venv/bin/python bench/bench_actions.py --reps 1 --skip-large-vocab
+
+Three parts, printed as tables and saved to ``bench/results/bench_actions.json`` with the machine
+(platform, CPU count, torch/transformers versions):
+
+1. **Decode throughput**: ``ActionDecoder.decode`` (tolerant parsing) over a corpus of realistic raw
+   model outputs: the messy-output table of ``tests/test_actions.py`` plus canonical actions wrapped
+   the ways models wrap them (prose, code fences, chat-template leftovers, trailing tokens, a second
+   action). Actions per second, per format, and the share that parsed.
+2. **Generation overhead** on the embedded tiny Qwen2-VL (untrained, so unconstrained answers are
+   junk): greedy generation, batch 1 and 8, constrained vs unconstrained, per format: wall time per
+   sample, generated tokens per sample, time inside the logits processor, and the parse rate. The
+   processor's own time is the overhead that does not depend on the (tiny) model's speed. Mask caches
+   are warm (one warm-up call first); the cold cost is part 3.
+3. **Cold costs on a 152k-token vocabulary** (Qwen2-VL's size; a synthetic byte-level vocabulary,
+   since no real checkpoint is downloaded here): time to index the vocabulary once, and to compute the
+   allowed tokens of a new state at the start, inside a number and inside typed text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+import transformers  # noqa: E402
+
+from uivlm_helpers import constrained as cd  # noqa: E402
+from uivlm_helpers.actions import (ACTION_FORMATS, Action, ActionDecoder, ParseFailure, parse_action,  # noqa: E402
+                                   render_action)
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).resolve().parent / "results" / "bench_actions.json"
+
+
+def machine() -> dict:
+    return {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count(),
+            "python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "torch_threads": torch.get_num_threads()}
+
+
+# --- 1. decode throughput --------------------------------------------------------------------------
+
+SAMPLE_ACTIONS = [
+    Action("click", x=512, y=87), Action("double_click", x=40, y=913), Action("long_press", x=300, y=300),
+    Action("drag", x=10, y=20, x2=800, y2=20), Action("type", text='hello "world"\nbye'),
+    Action("type", text="héllo 😀"), Action("press", key="ctrl+a"), Action("press", key="Enter"),
+    Action("scroll", direction="down", amount=300), Action("wait", seconds=1.5), Action("done"),
+]
+WRAPPERS = [
+    "{a}", "{a}<|im_end|>", "The answer is {a}.", "```\n{a}\n```", "```json\n{a}\n```",
+    "<|im_start|>assistant\n{a}<|im_end|>", "Thought: the target is visible on the screen, near the "
+    "top right corner next to the search field.\nAction: {a}", "{a}</s></s>", "  {a}  \n\n", "{a} {a}",
+]
+
+
+def messy_table() -> list[tuple[str, str]]:
+    """(format, output) pairs of the messy-output table in tests/test_actions.py (spaces left out)."""
+    spec = importlib.util.spec_from_file_location("_test_actions", ROOT / "tests" / "test_actions.py")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:  # the corpus below is enough on its own
+        print(f"(tests/test_actions.py not loaded: {error!r}; using the generated corpus only)")
+        return []
+    return [(fmt, output) for fmt, space, output, _ in module.MESSY if space is None]
+
+
+def decode_corpus() -> dict[str, list[str]]:
+    corpus = {fmt: [] for fmt in ACTION_FORMATS}
+    for fmt, output in messy_table():
+        corpus[fmt].append(output)
+    for fmt in ACTION_FORMATS:
+        for action in SAMPLE_ACTIONS:
+            for wrapper in WRAPPERS:
+                corpus[fmt].append(wrapper.format(a=render_action(action, fmt)))
+        corpus[fmt] += ["I cannot help with that.", "", "click the button", "{\"thought\": \"unsure\"}"]
+    return corpus
+
+
+def bench_decode(min_seconds: float) -> list[dict]:
+    rows = []
+    for fmt, texts in decode_corpus().items():
+        decoder = ActionDecoder(fmt)
+        parsed = sum(not isinstance(decoder.decode(t), ParseFailure) for t in texts)
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < min_seconds:
+            for text in texts:
+                decoder.decode(text)
+            count += len(texts)
+        seconds = time.perf_counter() - start
+        rows.append({"format": fmt, "outputs": len(texts), "parsed_share": parsed / len(texts),
+                     "decodes": count, "actions_per_s": count / seconds,
+                     "us_per_action": 1e6 * seconds / count})
+    return rows
+
+
+# --- 2. generation overhead ------------------------------------------------------------------------
+
+class _Timed:
+    """Wraps a logits processor to add up the time spent inside it."""
+
+    def __init__(self, inner):
+        self.inner, self.seconds, self.calls = inner, 0.0, 0
+
+    def __call__(self, input_ids, scores):
+        start = time.perf_counter()
+        try:
+            return self.inner(input_ids, scores)
+        finally:
+            self.seconds += time.perf_counter() - start
+            self.calls += 1
+
+
+def bench_generation(reps: int, screens: int, max_new_tokens: int) -> list[dict]:
+    from transformers import LogitsProcessorList
+
+    from uivlm_helpers import data, synth
+    from uivlm_helpers.run_data import as_plain
+    from uivlm_helpers.wrapper import VLMWrapper
+
+    folder = tempfile.mkdtemp(prefix="bench-actions-")
+    records = [as_plain(r) for r in data.read_records(synth.generate_records(screens, seed=7, out_dir=folder))]
+    rows = []
+    for fmt in ACTION_FORMATS:
+        agent = VLMWrapper(action_format=fmt, max_new_tokens=max_new_tokens)
+        tokenizer = agent.processor.tokenizer
+        for batch in (1, 8):
+            chunks = [records[i:i + batch] for i in range(0, len(records), batch)]
+            for constrained in (False, True):
+                def run(chunk, timers):
+                    images = [r["image"] for r in chunk]
+                    processors = None
+                    if constrained:
+                        timer = _Timed(agent.action_logits_processor(images)[0])
+                        timers.append(timer)
+                        processors = LogitsProcessorList([timer])
+                    return agent.generate_text(images, [r["instruction"] for r in chunk], logits_processor=processors)
+
+                run(chunks[0], [])  # warm-up: kernels, and the constrained masks of the common states
+                timers, texts, start = [], [], time.perf_counter()
+                for _ in range(reps):
+                    for chunk in chunks:
+                        texts += run(chunk, timers)
+                seconds = time.perf_counter() - start
+                tokens = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+                calls = sum(t.calls for t in timers)
+                rows.append({
+                    "format": fmt, "batch": batch, "constrained": constrained, "samples": len(texts),
+                    "s_per_sample": seconds / len(texts), "tokens_per_sample": statistics.mean(tokens),
+                    "processor_ms_per_step": 1e3 * sum(t.seconds for t in timers) / calls if calls else 0.0,
+                    "processor_share": sum(t.seconds for t in timers) / seconds,
+                    "parse_rate": sum(isinstance(parse_action(t, fmt, "norm1000"), Action) for t in texts)
+                    / len(texts),
+                    "example": texts[0],
+                })
+                r = rows[-1]
+                print(f"  {fmt:11s} batch {batch}  {'constrained  ' if constrained else 'unconstrained'}"
+                      f"  {r['s_per_sample']:.3f} s/sample  parse {r['parse_rate']:.0%}", flush=True)
+    return rows
+
+
+# --- 3. cold costs on a large vocabulary -----------------------------------------------------------
+
+def synthetic_vocabulary(size: int, seed: int = 0) -> cd.TokenVocabulary:
+    """A byte-level vocabulary shaped like Qwen2's: every byte, digits alone, words with and without a
+    leading space, punctuation runs, whitespace runs and multi-byte characters (some split)."""
+    rng = random.Random(seed)
+    letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    tokens = {bytes((b,)) for b in range(256)}
+    punctuation = ['("', '")', '",', '":', ' "', '{"', '"}', "()", ", ", ");", "()\n", "):", "==", "->"]
+    tokens.update(p.encode() for p in punctuation)
+    tokens.update((" " * n).encode() for n in range(1, 65))
+    cjk = [chr(c) for c in range(0x4E00, 0x4E00 + 20_000)]
+    while len(tokens) < size:
+        kind = rng.random()
+        if kind < 0.65:
+            word = "".join(rng.choice(letters) for _ in range(rng.randint(2, 10)))
+            tokens.add(((" " if rng.random() < 0.5 else "") + word).encode())
+        elif kind < 0.9:
+            tokens.add("".join(rng.choice(cjk) for _ in range(rng.randint(1, 3))).encode())
+        else:
+            tokens.add(rng.choice(cjk).encode()[:2])  # a split character
+    vocabulary = cd.TokenVocabulary.__new__(cd.TokenVocabulary)
+    ordered = sorted(tokens)
+    start = time.perf_counter()
+    vocabulary.token_bytes = ordered
+    vocabulary.size = len(ordered)
+    vocabulary.root = [{}, []]
+    for token_id, data in enumerate(ordered):  # the same indexing as TokenVocabulary.__init__
+        node = vocabulary.root
+        for byte in data:
+            node = node[0].setdefault(byte, [{}, []])
+        node[1].append(token_id)
+    vocabulary.max_token_len = max(len(t) for t in ordered)
+    vocabulary.single_bytes = frozenset(t[0] for t in ordered if len(t) == 1)
+    vocabulary.masks = {}
+    vocabulary.index_seconds = time.perf_counter() - start
+    return vocabulary
+
+
+def bench_large_vocabulary(size: int) -> dict:
+    vocabulary = synthetic_vocabulary(size)
+    result = {"vocab_size": vocabulary.size, "index_s": vocabulary.index_seconds, "states": []}
+    for fmt, prefix in (("text", ""), ("text", "click(51"), ("text", 'type("hello wor'),
+                        ("json", '{"type": "type", "text": "'), ("coordinates", "")):
+        grammar = cd.action_grammar(fmt, "norm1000")
+        state = grammar.state_of(prefix)
+        start = time.perf_counter()
+        ids, _ = vocabulary.walk(grammar, state)
+        cold = time.perf_counter() - start
+        start = time.perf_counter()
+        vocabulary.walk(grammar, state)  # the grammar's step memo is warm now
+        warm = time.perf_counter() - start
+        result["states"].append({"format": fmt, "prefix": prefix, "allowed": len(ids), "cold_s": cold,
+                                 "rewalk_s": warm})
+    return result
+
+
+# --- main --------------------------------------------------------------------------------------------
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=2, help="passes over the screens per generation setting")
+    parser.add_argument("--screens", type=int, default=8)
+    parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--decode-seconds", type=float, default=1.0, help="time per format for part 1")
+    parser.add_argument("--vocab-size", type=int, default=151_643)
+    parser.add_argument("--skip-large-vocab", action="store_true")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+
+    print("1. decode throughput (ActionDecoder.decode)")
+    decode = bench_decode(args.decode_seconds)
+    print("\n| format | outputs | parsed | actions/s | µs/action |\n|---|---|---|---|---|")
+    for r in decode:
+        print(f"| {r['format']} | {r['outputs']} | {r['parsed_share']:.0%} | {r['actions_per_s']:,.0f} | "
+              f"{r['us_per_action']:.1f} |")
+
+    print(f"\n2. generation on the tiny model (greedy, max_new_tokens={args.max_new_tokens}, "
+          f"{args.screens} screens x {args.reps})")
+    generation = bench_generation(args.reps, args.screens, args.max_new_tokens)
+    print("\n| format | batch | decoding | s/sample | tokens/sample | processor ms/step | processor share "
+          "| parse rate |\n|---|---|---|---|---|---|---|---|")
+    for r in generation:
+        print(f"| {r['format']} | {r['batch']} | {'constrained' if r['constrained'] else 'free'} | "
+              f"{r['s_per_sample']:.3f} | {r['tokens_per_sample']:.1f} | {r['processor_ms_per_step']:.2f} | "
+              f"{r['processor_share']:.1%} | {r['parse_rate']:.0%} |")
+
+    large = None
+    if not args.skip_large_vocab:
+        print(f"\n3. cold costs on a synthetic {args.vocab_size:,}-token byte-level vocabulary")
+        large = bench_large_vocabulary(args.vocab_size)
+        print(f"index built in {large['index_s']:.2f} s\n\n| format | state after | allowed tokens | "
+              "cold walk s | re-walk s |\n|---|---|---|---|---|")
+        for r in large["states"]:
+            print(f"| {r['format']} | `{r['prefix']}` | {r['allowed']:,} | {r['cold_s']:.3f} | "
+                  f"{r['rewalk_s']:.3f} |")
+
+    result = {"benchmark": "bench_actions", "decode": decode, "generation": generation,
+              "generation_settings": {"reps": args.reps, "screens": args.screens,
+                                      "max_new_tokens": args.max_new_tokens, "greedy": True,
+                                      "model": "uivlm/tiny-qwen2-vl (untrained)", "space": "norm1000"},
+              "large_vocabulary": large, "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    print(f"\nsaved {args.out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,259 @@
+"""Memory estimator: hand-computed cases, the H100 calibration rows, and the tiny model measured on CPU."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from uivlm_helpers import memory, model_configs
+from uivlm_helpers.config import RunConfig
+
+MEASURED = Path(__file__).resolve().parents[1].parent / "shared" / "measured" / "gpu_anchor_2b_h100.jsonl"
+QWEN_2B = "Qwen/Qwen2-VL-2B-Instruct"
+
+
+def _config(name=QWEN_2B, **settings):
+    config = RunConfig()
+    config.model.name = name
+    for key, value in settings.items():
+        node = config
+        *parents, leaf = key.split("__")
+        for part in parents:
+            node = getattr(node, part)
+        setattr(node, leaf, value)
+    return config
+
+
+# -- model_configs ------------------------------------------------------------------------------------
+def test_qwen2_vl_2b_config_builds_the_measured_parameter_count():
+    from transformers import AutoModelForImageTextToText
+
+    config = model_configs.build_config(QWEN_2B)
+    with torch.device("meta"):
+        model = AutoModelForImageTextToText.from_config(config)
+    total = sum(p.numel() for p in model.parameters())
+    vision = sum(p.numel() for n, p in model.named_parameters() if ".visual." in f".{n}")
+    assert (total, vision) == (2_208_985_600, 665_271_296)      # MEASURED.md's full-size build
+    params = model_configs.published_config(QWEN_2B)["params"]  # the analytic formula agrees
+    assert (params["total"], params["vision"]) == (total, vision)
+
+
+@pytest.mark.parametrize("name", [n for n in model_configs.MODEL_NAMES if n != QWEN_2B])
+def test_parameter_counts_match_the_real_classes(name):
+    assert model_configs.count_parameters_meta(name) == model_configs.published_config(name)["params"]
+
+
+def test_published_totals_match_the_model_cards():
+    billions = {n: round(model_configs.published_config(n)["params"]["total"] / 1e9, 2)
+                for n in model_configs.MODEL_NAMES}
+    assert billions == {QWEN_2B: 2.21, "Qwen/Qwen2-VL-7B-Instruct": 8.29, "Qwen/Qwen2.5-VL-3B-Instruct": 3.75,
+                        "Qwen/Qwen2.5-VL-7B-Instruct": 8.29, "llava-hf/llava-1.5-7b-hf": 7.06,
+                        "llava-hf/llava-1.5-13b-hf": 13.35, "HuggingFaceM4/idefics2-8b": 8.4,
+                        "microsoft/Florence-2-large": 0.77, "google/paligemma-3b-pt-224": 2.92}
+
+
+def test_tiny_spec_counts_the_real_checkpoint(tiny_path):
+    from safetensors import safe_open
+
+    with safe_open(str(tiny_path / "model.safetensors"), "pt") as weights:
+        stored = sum(_numel(weights.get_slice(k).get_shape()) for k in weights.keys())
+    spec = model_configs.architecture_spec("uivlm/tiny-qwen2-vl")
+    assert spec["params"]["total"] == stored == 1_118_080
+    assert spec["image_tokens"]["max_pixels"] == 224 * 224
+
+
+def _numel(shape):
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def test_published_config_is_a_fresh_copy_and_unknown_names_fail():
+    model_configs.published_config(QWEN_2B)["text"]["hidden_size"] = 1
+    assert model_configs.published_config(QWEN_2B)["text"]["hidden_size"] == 1536
+    with pytest.raises(KeyError, match="known"):
+        model_configs.published_config("someone/unknown")
+
+
+@pytest.mark.parametrize("size,tokens,patches", [((1288, 728), 1196, 4784), ((672, 392), 336, 1344),
+                                                 ((1932, 1092), 2691, 10764), ((2800, 1568), 5600, 22400)])
+def test_qwen_image_tokens(size, tokens, patches):
+    count = model_configs.image_token_count(model_configs.published_config(QWEN_2B), *size)
+    assert (count["tokens"], count["patches"]) == (tokens, patches)   # MEASURED.md: seq - 62 text tokens
+
+
+def test_pixel_budget_caps_image_tokens():
+    spec = model_configs.published_config(QWEN_2B)
+    count = model_configs.image_token_count(spec, 2800, 1568, max_pixels=256 * 28 * 28)
+    assert count["tokens"] <= 256 and count["resized"][0] % 28 == 0 and count["resized"][1] % 28 == 0
+    assert model_configs.image_token_count(model_configs.architecture_spec("uivlm/tiny-qwen2-vl"), 224, 224)["tokens"] == 64
+
+
+# -- hand-computed estimate components ---------------------------------------------------------------
+def test_weights_by_dtype_and_quantization():
+    gib = memory.GIB
+    bf16 = memory.estimate_training_memory(_config(model__torch_dtype="bfloat16"), (1288, 728))
+    assert bf16["components"]["weights"] == pytest.approx(2_208_985_600 * 2 / gib)
+    tiny = memory.estimate_training_memory(RunConfig())
+    assert tiny["components"]["weights"] == pytest.approx(1_118_080 * 4 / gib)
+    nf4 = memory.estimate_training_memory(_config(model__torch_dtype="bfloat16", model__load_in_4bit=True), (1288, 728))
+    params = model_configs.published_config(QWEN_2B)["params"]
+    linear = params["text_linear"] + params["vision_linear"]
+    # nf4 linears + fp32 for the rest (prepare_model_for_kbit_training upcasts it)
+    assert nf4["components"]["weights"] == pytest.approx((linear * memory.NF4_BYTES + (params["total"] - linear) * 4) / gib)
+    assert memory.NF4_BYTES == pytest.approx(0.5 + 1 / 64 + 4 / 16384)
+
+
+def test_lora_parameters_gradients_and_adam_state():
+    # one q_proj of the 2B model: A is 16 x 1536, B is 1536 x 16
+    assert memory._lora_param_count(model_configs.published_config(QWEN_2B), ["q_proj"], 16) == 28 * 16 * (1536 + 1536)
+    qv = memory.estimate_training_memory(_config(model__lora_config__target_modules=["q_proj", "v_proj"]), (1288, 728))
+    every = memory.estimate_training_memory(_config(), (1288, 728))
+    assert (qv["trainable_params"], every["trainable_params"]) == (2_179_072, 18_464_768)  # measured on the H100
+    gib = memory.GIB
+    c = every["components"]
+    assert (c["lora"], c["gradients"], c["optimizer"]) == pytest.approx(
+        (18_464_768 * 4 / gib, 18_464_768 * 4 / gib, 18_464_768 * 8 / gib))
+    full = memory.estimate_training_memory(_config(model__use_lora=False, model__torch_dtype="bfloat16"), (1288, 728))
+    assert full["trainable_params"] == 2_208_985_600 - 665_271_296        # vision tower frozen
+    assert full["components"]["optimizer"] == pytest.approx(full["trainable_params"] * 4 / gib)
+
+
+def test_logits_bytes_and_activation_scaling():
+    base = _config(model__torch_dtype="bfloat16", model__device="cuda", training__gradient_checkpointing=True,
+                   training__batch_size=1)
+    e = memory.estimate_training_memory(base, (1288, 728), text_tokens=62)
+    # fp32 log-softmax, its incoming gradient and the gradient it returns: 12 bytes per token per entry
+    assert e["components"]["logits"] == pytest.approx(12 * 151936 * 1258 / memory.GIB)
+    kept = memory.estimate_training_memory(base, (1288, 728), text_tokens=62, keep_logits=True)
+    assert kept["components"]["logits"] == pytest.approx(14 * 151936 * 1258 / memory.GIB)
+    base.training.batch_size = 2
+    doubled = memory.estimate_training_memory(base, (1288, 728), text_tokens=62)
+    assert doubled["components"]["logits"] == pytest.approx(2 * e["components"]["logits"])
+    base.training.gradient_checkpointing = False
+    plain = memory.estimate_training_memory(base, (1288, 728), text_tokens=62)
+    assert plain["components"]["activations"] > 5 * doubled["components"]["activations"]
+    assert plain["assumptions"]["vision_graph"] is False and doubled["assumptions"]["vision_graph"] is True
+
+
+# -- calibration against the H100 rows ----------------------------------------------------------------
+def _calibration_rows():
+    rows = [json.loads(line) for line in MEASURED.read_text().splitlines() if line.strip()]
+    return [r for r in rows if "peak_alloc_gib" in r and not r.get("liger")]
+
+
+@pytest.mark.skipif(not MEASURED.is_file(), reason="shared/measured is not beside the project")
+def test_calibration_against_measured_h100_rows(capsys):
+    """Every plain (non-liger) H100 row within +-15% (aim +-10%), printed as a table.
+
+    The anchor loop kept the model output through backward (keep_logits=True: 14 bytes/logit fit every
+    row, 12 fit none). Its batch-4 no-checkpointing row ran after the checkpointed rows on the same
+    model, whose enable_input_require_grads hooks (vision patch embedding included) stay registered
+    after peft's unload(): the frozen tower's activations were recorded there (frozen_vision_graph=True).
+    """
+    lines = [f"{'recipe':16s} {'bs':>2s} {'screen':>9s} {'tokens':>6s} {'estimate':>8s} {'measured':>8s} {'error':>7s}"]
+    errors = []
+    for row in _calibration_rows():
+        mode = row["mode"]
+        config = _config(model__torch_dtype="bfloat16", model__device="cuda", training__batch_size=row["bs"],
+                         training__gradient_checkpointing=mode.endswith("ckpt"),
+                         model__load_in_4bit=mode.startswith("qlora4"),
+                         model__lora_config__target_modules=["q_proj", "v_proj"] if "qv" in mode else None)
+        width, height = map(int, row["res"].split("x"))
+        after_ckpt_rows = mode == "lora_all" and row["bs"] == 4
+        estimate = memory.estimate_training_memory(config, (width, height), text_tokens=62, keep_logits=True,
+                                                   frozen_vision_graph=True if after_ckpt_rows else None)
+        if "seq" in row:
+            assert estimate["sequence_tokens"] == row["seq"]
+        error = estimate["peak_allocated_gib"] / row["peak_alloc_gib"] - 1
+        errors.append((mode, row["bs"], row["res"], error))
+        lines.append(f"{mode:16s} {row['bs']:2d} {row['res']:>9s} {estimate['sequence_tokens']:6d} "
+                     f"{estimate['peak_allocated_gib']:8.2f} {row['peak_alloc_gib']:8.2f} {100 * error:+6.1f}%")
+    with capsys.disabled():
+        print("\nestimate vs torch.cuda.max_memory_allocated (GiB), Qwen2-VL-2B on an H100:\n" + "\n".join(lines))
+    assert len(errors) == 10
+    assert all(abs(e) <= 0.15 for *_, e in errors), errors
+
+
+# -- the tiny model, estimated and measured on CPU ---------------------------------------------------
+@pytest.fixture
+def one_thread():
+    """Two OpenMP threads on a busy 2-core CI box run ~10x slower than one; memory is the same."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_tiny_estimate_matches_profiled_peak_on_cpu(capsys, one_thread):
+    from PIL import Image, ImageDraw
+
+    from uivlm_helpers.wrapper import VLMWrapper
+
+    config = RunConfig()
+    config.training.batch_size = 4
+    wrapper = VLMWrapper.from_config(config)
+    images = []
+    for i in range(4):
+        image = Image.new("RGB", (224, 224), "white")
+        ImageDraw.Draw(image).rectangle([20 + 10 * i, 30, 90 + 10 * i, 60], fill="blue")
+        images.append(image)
+    batch = wrapper.encode(images, [f"Click the Save button {i}" for i in range(4)], ["click(100, 200)"] * 4)
+    estimate = memory.estimate_training_memory(config, (224, 224),
+                                               text_tokens=batch["input_ids"].shape[1] - 64)
+    before = [p.detach().clone() for p in wrapper.model.parameters() if p.requires_grad]
+    measured = memory.profile_training_peak(wrapper, batch, steps=2)
+    after = [p for p in wrapper.model.parameters() if p.requires_grad]
+    assert all(torch.equal(a, b) for a, b in zip(before, after))   # lr=0: the model is unchanged
+    comparison = memory.compare_with_measurement(estimate, measured)
+    with capsys.disabled():
+        print(f"\ntiny Qwen2-VL, batch 4, CPU: estimate {comparison['estimated_gib'] * 1024:.1f} MiB, "
+              f"measured {measured['peak_gib'] * 1024:.1f} MiB ({100 * comparison['error']:+.1f}%), "
+              f"peak RSS {measured['rss_peak_gib'] * 1024:.1f} MiB")
+    assert measured["device"] == "cpu" and measured["peak_gib"] > measured["resident_gib"]
+    assert abs(comparison["error"]) <= 0.15
+
+
+# -- presentation and advice --------------------------------------------------------------------------
+def test_table_and_figure(tmp_path):
+    estimate = memory.estimate_training_memory(_config(model__torch_dtype="bfloat16"), (1288, 728))
+    table = memory.estimate_table(estimate)
+    assert list(table.index) == [*memory.COMPONENTS, "total"]
+    assert table.loc["total", "GiB"] == pytest.approx(table["GiB"].iloc[:-1].sum(), abs=0.01)
+    assert estimate["total_gib"] == pytest.approx(sum(estimate["components"].values()))
+    fig = memory.estimate_figure(estimate, path=tmp_path / "figures" / "memory.png", gpu_gib=24)
+    assert (tmp_path / "figures" / "memory.png").stat().st_size > 0
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def test_fits_message_suggests_the_cheapest_change_that_fits():
+    seven = _config("Qwen/Qwen2-VL-7B-Instruct", model__torch_dtype="bfloat16", model__device="cuda",
+                    training__batch_size=4, training__gradient_checkpointing=True)
+    estimate = memory.estimate_training_memory(seven, (1288, 728))
+    message = memory.fits_message(estimate, 24.0)
+    assert message.startswith("won't fit in 24.0 GiB") and "training.batch_size=1" in message
+    text, change, new = memory.suggest_changes(estimate, 24.0)
+    assert new["total_gib"] <= 24.0 and change["training.gradient_accumulation_steps"] == 4
+    # batch 1 already, no checkpointing: checkpointing is the cheapest fix
+    big = _config(model__torch_dtype="bfloat16", model__device="cuda", training__batch_size=1)
+    message = memory.fits_message(memory.estimate_training_memory(big, (2800, 1568)), 24.0)
+    assert "training.gradient_checkpointing=true" in message
+    assert memory.fits_message(estimate, 80.0).startswith("fits")
+    assert "larger GPU" in memory.fits_message(estimate, 4.0)
+
+
+def test_estimate_view_headless():
+    config = RunConfig()
+    view = memory.EstimateView(config, gpu_gib=24.0)
+    assert "total" in view.text and "fits" in view.text and view.estimate["model"] == "uivlm/tiny-qwen2-vl"
+    config.set("model.name", "Qwen/Qwen2-VL-7B-Instruct")
+    config.set("model.torch_dtype", "bfloat16")
+    view.update(config)
+    assert view.estimate["params"] == 8_291_375_616 and "won't fit" in view.text and "try" in view.text
+    config.model.name = "someone/not-a-known-model"
+    view.update(config)
+    assert view.estimate is None and "no estimate" in view.text

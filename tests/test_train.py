@@ -1,0 +1,162 @@
+"""Training through transformers.Trainer on the tiny model: options, interruption and resume,
+and the multi-process (accelerate / DDP over gloo) launch path."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from uivlm_helpers import run_data
+from uivlm_helpers.config import load_config
+from uivlm_helpers.train import COMPLETE_MARKER, last_complete_checkpoint, train
+from uivlm_helpers.workbook import REPO_ROOT, RunPaths
+from uivlm_helpers.wrapper import VLMWrapper
+
+PYTHON = sys.executable
+
+
+def _make_run(folder: Path, **training) -> RunPaths:
+    config = load_config({"data": {"train_size": 16, "eval_size": 2, "seed": 1},
+                          "training": {"batch_size": 2, "logging_steps": 1, **training},
+                          "algorithm": {"learning_rate": 5e-3}})
+    paths = RunPaths(folder)
+    run_data.prepare_data(config, paths)
+    config.save(paths.config)
+    return paths
+
+
+def _adapter(paths: RunPaths) -> dict:
+    return load_file(paths.adapter / "adapter_model.safetensors")
+
+
+def test_interrupted_run_resumes_to_the_same_result(tmp_path):
+    straight = _make_run(tmp_path / "straight", max_steps=30, checkpoint_interval=5)
+    subprocess.run([PYTHON, "-m", "uivlm_helpers.train", "--run-dir", str(straight.root)], check=True,
+                   capture_output=True)
+
+    interrupted = RunPaths(tmp_path / "interrupted")
+    shutil.copytree(straight.root / "data", interrupted.root / "data")
+    shutil.copy(straight.config, interrupted.config)
+    process = subprocess.Popen([PYTHON, "-m", "uivlm_helpers.train", "--run-dir", str(interrupted.root)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sealed = interrupted.checkpoints / "checkpoint-10" / COMPLETE_MARKER
+    deadline = time.time() + 240
+    while not sealed.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "training finished before it could be interrupted"
+    assert not (interrupted.adapter / "adapter_model.safetensors").exists()
+
+    # A checkpoint left half-written by the kill must never be resumed from.
+    for path in interrupted.checkpoints.glob("checkpoint-*"):
+        if not (path / COMPLETE_MARKER).exists():
+            assert int(path.name.split("-")[1]) > 10
+    half_written = interrupted.checkpoints / "checkpoint-25"
+    half_written.mkdir(exist_ok=True)
+    (half_written / "adapter_model.safetensors").write_bytes(b"trunc")
+
+    resumed_run = subprocess.run([PYTHON, "-m", "uivlm_helpers.train", "--run-dir", str(interrupted.root),
+                                  "--resume"], check=True, capture_output=True, text=True)
+    assert "resuming from" in resumed_run.stdout, resumed_run.stdout
+    assert (interrupted.checkpoints / "incomplete-checkpoint-25").is_dir()
+    expected, resumed = _adapter(straight), _adapter(interrupted)
+    assert expected.keys() == resumed.keys()
+    for name in expected:
+        torch.testing.assert_close(resumed[name], expected[name], rtol=1e-5, atol=1e-6)
+    summary = json.loads((interrupted.logs / "train_summary.json").read_text())
+    assert summary["global_step"] == 30
+    logged_steps = [json.loads(line)["step"] for line in (interrupted.logs / "train.log").read_text().splitlines()]
+    assert logged_steps == sorted(set(logged_steps)) and logged_steps[-1] == 30
+
+
+def test_last_complete_checkpoint_skips_unsealed_folders(tmp_path):
+    for step, sealed in [(4, True), (8, True), (12, False)]:
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        if sealed:
+            (folder / COMPLETE_MARKER).write_text("{}")
+    assert last_complete_checkpoint(tmp_path) == tmp_path / "checkpoint-8"
+    assert (tmp_path / "incomplete-checkpoint-12").is_dir()
+    assert last_complete_checkpoint(tmp_path / "nothing-here") is None
+
+
+def test_two_processes_train_together_with_accelerate(tmp_path):
+    paths = _make_run(tmp_path / "ddp", max_steps=4, checkpoint_interval=4)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([str(Path(PYTHON).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
+                    "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                    "-m", "uivlm_helpers.train", "--run-dir", str(paths.root)],
+                   check=True, capture_output=True, env=env, cwd=REPO_ROOT)
+    state = json.loads((paths.checkpoints / "checkpoint-4" / "trainer_state.json").read_text())
+    # 4 steps × batch 2 × 2 processes = 16 samples = one epoch (a single process would reach 0.5)
+    assert state["epoch"] == pytest.approx(1.0)
+    assert (paths.adapter / "adapter_model.safetensors").is_file()
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+    paths = _make_run(tmp_path_factory.mktemp("options"), max_steps=4)
+    return run_data.load_split(paths, "train")
+
+
+def _run_option(tmp_path, records, **settings):
+    config = load_config({"training": {"max_steps": 4, "batch_size": 2, "logging_steps": 1,
+                                       "checkpoint_interval": 100, **settings.pop("training", {})},
+                          "model": settings.pop("model", {}), "algorithm": {"learning_rate": 1e-2}})
+    agent = VLMWrapper.from_config(config)
+    before = {n: p.detach().clone() for n, p in agent.model.named_parameters()}
+    summary = train(config, agent, records, tmp_path)
+    changed = {n for n, p in agent.model.named_parameters() if not torch.equal(p.detach(), before[n])}
+    return agent, summary, changed
+
+
+def test_lora_settings_reach_the_adapter(tmp_path, records):
+    agent, summary, changed = _run_option(tmp_path, records, model={"lora_config": {
+        "r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": ["q_proj", "v_proj"], "bias": "none"}})
+    lora = agent.model.peft_config["default"]
+    assert lora.r == 4 and lora.lora_alpha == 8 and lora.lora_dropout == 0.0
+    assert changed and all("lora_" in n for n in changed)
+    assert {n.split(".")[-4] for n in changed} == {"q_proj", "v_proj"}
+    assert summary["global_step"] == 4
+
+
+def test_full_finetune_trains_the_language_model_not_the_frozen_vision(tmp_path, records):
+    agent, _, changed = _run_option(tmp_path, records, model={"use_lora": False})
+    assert not agent.has_adapter
+    assert any("language_model" in n for n in changed)
+    assert not any("visual" in n for n in changed)
+
+
+def test_unfrozen_vision_tower_trains_too(tmp_path, records):
+    _, _, changed = _run_option(tmp_path, records, model={"use_lora": False, "freeze_vision_encoder": False})
+    assert any("visual" in n for n in changed)
+
+
+def test_gradient_checkpointing_and_accumulation(tmp_path, records):
+    agent, summary, changed = _run_option(tmp_path, records, training={
+        "gradient_checkpointing": True, "gradient_accumulation_steps": 2, "warmup_steps": 2})
+    assert changed and summary["global_step"] == 4
+    assert agent.model.base_model.model.model.language_model.gradient_checkpointing
+
+
+def test_same_seed_same_result_different_seed_different(tmp_path, records):
+    _, a, _ = _run_option(tmp_path / "a", records, training={"seed": 3})
+    _, b, _ = _run_option(tmp_path / "b", records, training={"seed": 3})
+    _, c, _ = _run_option(tmp_path / "c", records, training={"seed": 4})
+    assert a["losses"] == b["losses"]
+    assert a["losses"] != c["losses"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU message")
+def test_mixed_precision_without_a_gpu_is_a_clear_error(tmp_path, records):
+    with pytest.raises(ValueError, match="training.mixed_precision='bf16' needs a CUDA GPU"):
+        _run_option(tmp_path, records, training={"mixed_precision": "bf16"})

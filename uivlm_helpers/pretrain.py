@@ -1,0 +1,504 @@
+"""Pretrain a tiny model of a real VLM architecture from random weights on task screens.
+
+    python -m uivlm_helpers.pretrain --family qwen2_vl --run-dir runs/pretrain --out models/tiny-qwen2-vl-ui
+
+The model is a Qwen2-VL (real config, tokenizer, processor and model classes, as in :mod:`.tiny`) with
+the dimensions of a :data:`SHAPES` entry, trained in full (``use_lora: false``) with the *same*
+``Trainer``, ``UICollator`` and run configuration as notebook 03 (:func:`.train.build_trainer`); this
+module only adds what pretraining needs around it:
+
+* an endless stream of task screens (:mod:`.synth_tasks`), drawn lazily in dataloader workers,
+  so no data set has to be written first;
+* a curriculum: for the first ``coarse_steps`` steps the answers are *coarse* - the target point
+  moved to the centre of its 100x100 cell of the 0-1000 grid (``click(350, 650)``) - then exact.
+  From random weights the exact 3-digit answers plateau at the digits' marginal distribution;
+  coarse answers break that plateau (``shared/MEASURED.md``);
+* a warmup-stable-decay learning-rate schedule (high through the switch, decayed at the end);
+* click accuracy on held-out screens every ``eval_every`` steps (``curve.json``, ``curve.png``);
+* resume: Trainer checkpoints in ``run_dir/checkpoints``; ``--resume`` continues from the newest.
+
+The result is saved like a Hub checkpoint (config, safetensors, tokenizer, processor): it loads
+with ``VLMWrapper(model_name=<folder>)`` / ``from_pretrained``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import TrainerCallback
+
+from . import synth_tasks
+
+#: Model shapes (Qwen2-VL dimensions). "small" is the shipped base's.
+SHAPES = {
+    "tiny": {"text": {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2,
+                      "num_attention_heads": 4, "num_key_value_heads": 2, "mrope_section": [4, 6, 6]},
+             "vision": {"depth": 2, "embed_dim": 128, "num_heads": 4}},
+    "small": {"text": {"hidden_size": 192, "intermediate_size": 512, "num_hidden_layers": 4,
+                       "num_attention_heads": 6, "num_key_value_heads": 2, "mrope_section": [4, 6, 6]},
+              "vision": {"depth": 4, "embed_dim": 192, "num_heads": 6}},
+    "base": {"text": {"hidden_size": 256, "intermediate_size": 768, "num_hidden_layers": 4,
+                      "num_attention_heads": 8, "num_key_value_heads": 2, "mrope_section": [4, 6, 6]},
+             "vision": {"depth": 4, "embed_dim": 192, "num_heads": 6}},
+}
+FAMILIES_BUILT = ("qwen2_vl",)
+CURVE_FILE = "curve.json"
+
+
+@dataclass
+class PretrainOptions:
+    """Everything one pretraining run depends on (written to ``run_dir/pretrain_options.json``)."""
+
+    family: str = "qwen2_vl"
+    shape: str = "small"
+    seed: int = 0
+    image_size: int = 224
+    families: list[str] = field(default_factory=lambda: list(synth_tasks.PRETRAIN_FAMILIES))
+    family_weights: list[float] | None = None
+    n_widgets: list[int] = field(default_factory=lambda: [3, 5])
+    max_steps: int = 3000
+    batch_size: int = 128
+    learning_rate: float = 2e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    schedule: str = "wsd"          # wsd (warmup, stable, decay over the last decay_fraction) | cosine | constant
+    decay_fraction: float = 0.25
+    coarse_steps: int = 800        # curriculum: coarse answers before this step, exact ones from it
+    eval_every: int = 250
+    eval_size: int = 256
+    checkpoint_every: int = 500
+    workers: int = 0               # dataloader workers (0: draw screens in the training process)
+    time_budget_s: float = 0.0     # >0: plan the number of steps from the measured speed (max_steps caps it)
+    device: str = "auto"           # auto: cuda when available, else cpu
+    mixed_precision: str = "no"
+
+
+# --- model -----------------------------------------------------------------------------------------
+
+def recipe_for(shape: str, seed: int = 0, image_size: int = 224) -> dict:
+    """The :mod:`.tiny` Qwen2-VL recipe with the dimensions of ``SHAPES[shape]``."""
+    from .tiny import TINY_QWEN2_VL_RECIPE
+
+    if shape not in SHAPES:
+        raise ValueError(f"shape: expected one of {sorted(SHAPES)}, got {shape!r}")
+    base = json.loads(json.dumps(TINY_QWEN2_VL_RECIPE))
+    base["seed"] = seed
+    base["text"].update(SHAPES[shape]["text"])
+    base["vision"].update(SHAPES[shape]["vision"])
+    base["max_pixels"] = image_size * image_size
+    return base
+
+
+def build_initial_checkpoint(out_dir: str | Path, shape: str, seed: int = 0, image_size: int = 224) -> Path:
+    """Write a randomly initialised Qwen2-VL of ``shape`` (safetensors + processor) to ``out_dir``."""
+    from .tiny import _build_qwen2_vl
+
+    out = Path(out_dir)
+    recipe = recipe_for(shape, seed, image_size)
+    if (out / "model.safetensors").is_file() and (out / "uivlm_recipe.json").is_file():
+        if json.loads((out / "uivlm_recipe.json").read_text()) == recipe:
+            return out
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    _build_qwen2_vl(out, recipe)
+    (out / "uivlm_recipe.json").write_text(json.dumps(recipe, indent=2, sort_keys=True))
+    return out
+
+
+# --- data ------------------------------------------------------------------------------------------
+
+def coarse_action(action: dict, image_size) -> dict:
+    """The click moved to the centre of its 100x100 cell of the 0-1000 grid (in pixels)."""
+    width, height = image_size
+
+    def snap(value, side):
+        unit = min(999, int(value * 1000 / side))
+        return (unit // 100 * 100 + 50 + 0.5) * side / 1000
+
+    return {**action, "x": snap(action["x"], width), "y": snap(action["y"], height)}
+
+
+class TaskStream(torch.utils.data.Dataset):
+    """``length`` task examples of ``(split, seed)``, drawn when asked for (in dataloader workers).
+
+    ``coarse`` is a shared flag (a ``multiprocessing.Value``, visible to forked workers): while it is
+    set, answers are coarse (:func:`coarse_action`).
+    """
+
+    def __init__(self, length: int, seed: int, options: PretrainOptions, split: str = "train"):
+        self.length, self.seed, self.split = length, seed, split
+        self.options = options
+        self.coarse = multiprocessing.Value("b", 0)
+
+    def __len__(self):
+        return self.length
+
+    def __getitem__(self, index):
+        o = self.options
+        example = synth_tasks.task_example(self.split, self.seed, int(index), o.families, o.family_weights,
+                                           (o.image_size, o.image_size), tuple(o.n_widgets))
+        if self.coarse.value:
+            example["action"] = coarse_action(example["action"], example["image_size"])
+        return example
+
+
+def heldout_examples(options: PretrainOptions, n: int, families=None) -> list[dict]:
+    """``n`` held-out examples (split ``test``: never the training screens)."""
+    o = options
+    return [synth_tasks.task_example("test", o.seed, i, families or o.families, o.family_weights,
+                                     (o.image_size, o.image_size), tuple(o.n_widgets)) for i in range(n)]
+
+
+# --- callbacks -------------------------------------------------------------------------------------
+
+class CurriculumCallback(TrainerCallback):
+    """Coarse answers before ``coarse_steps``, exact ones after (also right after a resume)."""
+
+    def __init__(self, stream: TaskStream, coarse_steps: int):
+        self.stream, self.coarse_steps = stream, coarse_steps
+
+    def _set(self, step):
+        self.stream.coarse.value = 1 if step < self.coarse_steps else 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._set(state.global_step)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._set(state.global_step)
+
+
+def evaluate_accuracy(wrapper, records, batch_size: int = 64) -> dict:
+    """Click accuracy (overall and by instruction family) and parse rate of ``wrapper`` on ``records``."""
+    from .evaluate import predict_records
+
+    rows = predict_records(wrapper, records, batch_size=batch_size, progress=False)
+    by_family: dict[str, list[bool]] = {}
+    for record, row in zip(records, rows):
+        by_family.setdefault(record.get("family", "all"), []).append(bool(row["click_correct"]))
+    n = len(rows)
+    return {"n": n, "click_accuracy": sum(bool(r["click_correct"]) for r in rows) / n,
+            "parse_rate": sum(bool(r["parsed"]) for r in rows) / n,
+            "by_family": {f: sum(v) / len(v) for f, v in sorted(by_family.items())}}
+
+
+class AccuracyCurve(TrainerCallback):
+    """Held-out click accuracy every ``every`` steps and at the end, appended to ``run_dir/curve.json``."""
+
+    def __init__(self, wrapper, records, every: int, run_dir: Path, batch_size: int = 64):
+        self.wrapper, self.records, self.every = wrapper, records, every
+        self.path = Path(run_dir) / CURVE_FILE
+        self.points = json.loads(self.path.read_text()) if self.path.is_file() else []
+        self.started = time.time()
+        self.batch_size = batch_size
+
+    def _measure(self, state):
+        if any(p["step"] == state.global_step for p in self.points):
+            return
+        t0 = time.time()
+        result = evaluate_accuracy(self.wrapper, self.records, self.batch_size)
+        loss = next((h["loss"] for h in reversed(state.log_history) if "loss" in h), None)
+        point = {"step": state.global_step, **result, "train_loss": loss,
+                 "elapsed_s": round(time.time() - self.started, 1), "eval_s": round(time.time() - t0, 1)}
+        self.points.append(point)
+        self.path.write_text(json.dumps(self.points, indent=1))
+        fam = " ".join(f"{k}={v:.2f}" for k, v in point["by_family"].items())
+        print(f"[step {state.global_step}] held-out click accuracy {result['click_accuracy']:.3f} ({fam}) "
+              f"parse {result['parse_rate']:.2f} loss {loss} t={point['elapsed_s']}s", flush=True)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.every and state.global_step % self.every == 0:
+            self._measure(state)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self._measure(state)
+
+
+class PrintLoss(TrainerCallback):
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            print(f"step {state.global_step} loss {logs['loss']:.4f} lr {logs.get('learning_rate', 0):.2e}",
+                  flush=True)
+
+
+class WSDSchedule:
+    """Warmup, stable, decay (cosine over the last ``decay_fraction``) learning-rate factor by step.
+
+    ``total`` can be re-planned while training (:class:`TimeBudget`) until the decay has begun; as a
+    callable object its state is saved with the Trainer's scheduler, so a resumed run keeps its plan.
+    """
+
+    def __init__(self, warmup: int, total: int, decay_fraction: float, min_ratio: float = 0.02):
+        self.warmup, self.total, self.decay_fraction, self.min_ratio = warmup, total, decay_fraction, min_ratio
+
+    @property
+    def decay_start(self) -> int:
+        return int(self.total * (1 - self.decay_fraction))
+
+    def __call__(self, step: int) -> float:
+        import math
+
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        if step < self.decay_start:
+            return 1.0
+        progress = min(1.0, (step - self.decay_start) / max(1, self.total - self.decay_start))
+        return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class TimeBudget(TrainerCallback):
+    """Stop at the schedule's planned last step; with a time budget, plan it from the measured speed.
+
+    Until the decay phase starts, ``schedule.total`` is re-planned after every step so that the run
+    (evaluations included) ends ``reserve_s`` before ``budget_s``; then the plan is frozen.
+    """
+
+    def __init__(self, schedule: WSDSchedule, budget_s: float, cap: int, run_dir: Path, reserve_s: float = 25.0):
+        self.schedule, self.budget_s, self.cap, self.reserve_s = schedule, budget_s, cap, reserve_s
+        self.plan_file = Path(run_dir) / "plan.json"
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.t0, self.step0, self.frozen = time.time(), state.global_step, False
+
+    def on_step_end(self, args, state, control, **kwargs):
+        step = state.global_step
+        if self.budget_s and not self.frozen and step - self.step0 >= 20:
+            elapsed = time.time() - self.t0
+            per_step = elapsed / (step - self.step0)
+            planned = step + int((self.budget_s - self.reserve_s - elapsed) / per_step)
+            self.schedule.total = max(step + 1, min(self.cap, planned))
+        if step >= self.schedule.decay_start and not self.frozen:
+            self.frozen = True
+            self.plan_file.write_text(json.dumps({"planned_steps": self.schedule.total, "frozen_at": step}))
+            print(f"[step {step}] learning-rate decay begins; the run ends at step {self.schedule.total}",
+                  flush=True)
+        if step >= self.schedule.total:
+            control.should_training_stop = True
+
+
+class PositionCollator:
+    """:class:`.train.UICollator`'s batch plus Qwen2-VL's M-RoPE ``position_ids``.
+
+    The model computes the same ids itself when they are missing, in a Python loop over the batch;
+    computed here they are built in the dataloader workers, off the training process.
+    """
+
+    def __init__(self, collator, model):
+        self.collator, self.model = collator, model
+
+    def __call__(self, records):
+        batch = self.collator(records)
+        position_ids, _ = self.model.model.get_rope_index(
+            batch["input_ids"], batch["mm_token_type_ids"], batch["image_grid_thw"],
+            attention_mask=batch["attention_mask"])
+        batch["position_ids"] = position_ids
+        return batch
+
+
+# --- training --------------------------------------------------------------------------------------
+
+def run_config(options: PretrainOptions, model_dir: Path):
+    """The ordinary run configuration of a full fine-tune (``use_lora: false``) of ``model_dir``."""
+    from .config import load_config
+
+    device = options.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    scheduler = {"wsd": "warmup_stable_decay", "cosine": "cosine", "constant": "constant_with_warmup"}
+    if options.schedule not in scheduler:
+        raise ValueError(f"schedule: expected one of {sorted(scheduler)}, got {options.schedule!r}")
+    return load_config({
+        "model": {"name": str(model_dir), "device": device, "use_lora": False, "freeze_vision_encoder": False,
+                  "action_format": "text"},
+        "training": {"batch_size": options.batch_size, "max_steps": options.max_steps,
+                     "warmup_steps": options.warmup_steps, "lr_scheduler": scheduler[options.schedule],
+                     "checkpoint_interval": options.checkpoint_every, "logging_steps": 25,
+                     "seed": options.seed, "mixed_precision": options.mixed_precision, "max_length": 512},
+        "algorithm": {"learning_rate": options.learning_rate, "weight_decay": options.weight_decay},
+    })
+
+
+def pretrain(options: PretrainOptions, run_dir: str | Path, out_dir: str | Path | None = None,
+             resume: bool = False) -> dict:
+    """Train (or continue training) a base model; returns a summary and writes ``out_dir``.
+
+    Args:
+        run_dir: checkpoints, logs, ``curve.json`` and the initial random checkpoint (``init/``).
+        out_dir: where the final model is saved like a Hub checkpoint (None: ``run_dir/final``).
+        resume: continue from the newest checkpoint in ``run_dir/checkpoints`` when there is one.
+    """
+    from transformers.trainer_callback import ProgressCallback
+
+    from .train import build_trainer
+    from .wrapper import VLMWrapper
+
+    if options.family not in FAMILIES_BUILT:
+        raise ValueError(f"family: pretraining builds {FAMILIES_BUILT}, got {options.family!r}")
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    options_file = run_dir / "pretrain_options.json"
+    checkpoints = sorted((run_dir / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    resume_from = bool(resume and checkpoints)
+    if resume_from and options_file.is_file():
+        saved = json.loads(options_file.read_text())
+        changed = {k for k, v in asdict(options).items() if saved.get(k) != v and k not in ("workers", "device", "time_budget_s")}
+        if changed:
+            raise ValueError(f"--resume: options differ from the interrupted run's ({sorted(changed)}); "
+                             f"use the same options or a new run folder")
+    if not resume_from:
+        for stale in (run_dir / CURVE_FILE, run_dir / "logs" / "train.log"):
+            stale.unlink(missing_ok=True)
+    options_file.write_text(json.dumps(asdict(options), indent=2))
+
+    torch.manual_seed(options.seed)
+    init = build_initial_checkpoint(run_dir / "init", options.shape, options.seed, options.image_size)
+    config = run_config(options, init)
+    wrapper = VLMWrapper.from_config(config)
+    total = options.max_steps * options.batch_size
+    stream = TaskStream(total, options.seed, options)
+    heldout = heldout_examples(options, options.eval_size)
+
+    logging.getLogger("transformers.trainer").setLevel(logging.WARNING)
+    trainer, history = build_trainer(config, wrapper, stream, run_dir)
+    args = trainer.args
+    args.dataloader_num_workers = options.workers
+    if options.workers:
+        args.dataloader_prefetch_factor = 4
+        args.dataloader_persistent_workers = True
+    args.save_total_limit = 2
+    if options.workers and options.family == "qwen2_vl":
+        trainer.data_collator = PositionCollator(trainer.data_collator, wrapper.model)
+    schedule = WSDSchedule(options.warmup_steps, options.max_steps, options.decay_fraction)
+    if options.schedule == "wsd":
+        def create_scheduler(num_training_steps, optimizer=None):
+            if trainer.lr_scheduler is None:
+                trainer.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer or trainer.optimizer, schedule)
+            return trainer.lr_scheduler
+
+        trainer.create_scheduler = create_scheduler
+        trainer.add_callback(TimeBudget(schedule, options.time_budget_s, options.max_steps, run_dir))
+    trainer._load_from_checkpoint = lambda checkpoint, model=None: load_checkpoint_weights(
+        model or trainer.model, checkpoint)
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(CurriculumCallback(stream, options.coarse_steps))
+    trainer.add_callback(AccuracyCurve(wrapper, heldout, options.eval_every, run_dir))
+    trainer.add_callback(PrintLoss())
+    print(f"pretraining {options.family}/{options.shape} on {config.model.device}: "
+          f"{wrapper.get_trainable_parameters()['total'] / 1e6:.2f} M parameters, {options.max_steps} steps x "
+          f"{options.batch_size}, coarse answers until step {options.coarse_steps}"
+          + (f", resuming from {checkpoints[-1].name}" if resume_from else ""), flush=True)
+    started = time.time()
+    output = trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if resume_from else None)
+    out = Path(out_dir) if out_dir else run_dir / "final"
+    save_base(wrapper, out)
+    curve = json.loads((run_dir / CURVE_FILE).read_text()) if (run_dir / CURVE_FILE).is_file() else []
+    return {"global_step": output.global_step, "train_loss": output.training_loss,
+            "runtime_s": round(time.time() - started, 1), "out_dir": str(out), "curve": curve}
+
+
+def load_checkpoint_weights(model, checkpoint: str | Path) -> None:
+    """Load a Trainer checkpoint's weights into ``model`` (strictly).
+
+    ``Trainer`` resumes a full fine-tune with a raw ``load_state_dict(strict=False)``; transformers 5
+    saves Qwen2-VL under its original key names (``visual.*``, ``model.layers.*``) while the module
+    names are ``model.visual.*``, ``model.language_model.*``, so no weight matched and the resumed run
+    silently restarted from the initial weights. ``from_pretrained`` applies the key mapping.
+    """
+    from transformers import AutoModelForImageTextToText
+
+    loaded = AutoModelForImageTextToText.from_pretrained(str(checkpoint), dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict(), strict=True)
+
+
+def save_base(wrapper, out_dir: str | Path) -> Path:
+    """Save the model like a Hub checkpoint: config, safetensors, tokenizer, processor (no agent file)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    wrapper.model.save_pretrained(out, safe_serialization=True)
+    wrapper.processor.save_pretrained(out)
+    return out
+
+
+def curve_figure(points: list[dict], path: str | Path | None = None, title: str | None = None):
+    """Held-out click accuracy (overall and by family) against the training step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    steps = [p["step"] for p in points]
+    ax.plot(steps, [p["click_accuracy"] for p in points], "o-", color="black", label="all")
+    families = sorted({f for p in points for f in p.get("by_family", {})})
+    for family in families:
+        ax.plot(steps, [p["by_family"].get(family) for p in points], ".--", label=family)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("held-out click accuracy")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title or "pretraining: accuracy vs step")
+    fig.tight_layout()
+    if path:
+        fig.savefig(path, dpi=110)
+    return fig
+
+
+def _parse(argv=None):
+    defaults = PretrainOptions()
+    p = argparse.ArgumentParser(prog="python -m uivlm_helpers.pretrain", description=__doc__.split("\n\n")[0])
+    p.add_argument("--family", default=defaults.family, choices=FAMILIES_BUILT)
+    p.add_argument("--shape", default=defaults.shape, choices=sorted(SHAPES))
+    p.add_argument("--run-dir", default="runs/pretrain", help="checkpoints, logs and the accuracy curve")
+    p.add_argument("--out", default=None, help="where the final model goes (default RUN_DIR/final)")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in RUN_DIR")
+    for name in ("seed", "image_size", "max_steps", "batch_size", "warmup_steps", "coarse_steps", "eval_every",
+                 "eval_size", "checkpoint_every", "workers"):
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
+    for name in ("learning_rate", "weight_decay", "decay_fraction", "time_budget_s"):
+        p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
+    p.add_argument("--schedule", default=defaults.schedule, choices=("wsd", "cosine", "constant"))
+    p.add_argument("--families", default=",".join(defaults.families))
+    p.add_argument("--family-weights", default=None, help="comma-separated, one per family")
+    p.add_argument("--n-widgets", default="3,5", help="least,most widgets per screen")
+    p.add_argument("--device", default=defaults.device)
+    p.add_argument("--mixed-precision", default=defaults.mixed_precision, choices=("no", "bf16", "fp16"))
+    a = p.parse_args(argv)
+    options = PretrainOptions(
+        family=a.family, shape=a.shape, seed=a.seed, image_size=a.image_size, families=a.families.split(","),
+        family_weights=[float(w) for w in a.family_weights.split(",")] if a.family_weights else None,
+        n_widgets=[int(v) for v in a.n_widgets.split(",")], max_steps=a.max_steps, batch_size=a.batch_size,
+        learning_rate=a.learning_rate, weight_decay=a.weight_decay, warmup_steps=a.warmup_steps,
+        schedule=a.schedule, decay_fraction=a.decay_fraction, coarse_steps=a.coarse_steps,
+        eval_every=a.eval_every, eval_size=a.eval_size, checkpoint_every=a.checkpoint_every, workers=a.workers,
+        time_budget_s=a.time_budget_s,
+        device=a.device, mixed_precision=a.mixed_precision)
+    return options, a
+
+
+def main(argv=None) -> int:
+    options, a = _parse(argv)
+    summary = pretrain(options, a.run_dir, a.out, resume=a.resume)
+    run_dir = Path(a.run_dir)
+    if summary["curve"]:
+        curve_figure(summary["curve"], run_dir / "curve.png")
+    (run_dir / "command.txt").write_text("python -m uivlm_helpers.pretrain " + " ".join(
+        sys.argv[1:] if argv is None else argv) + "\n")
+    (run_dir / "summary.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "curve"}, indent=2))
+    print(json.dumps({k: v for k, v in summary.items() if k != "curve"}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.exit(main())
