@@ -252,6 +252,8 @@ def test_policy_from_a_real_tiny_wrapper(tiny_path, browser):
     (episode,) = episodes["click-test"]
     assert episode.failure is None or episode.failure.startswith(("policy:", "no result", "task ended"))
     assert browser.time_limit_s is None  # the shared browser's own setting is back
+    browser.reset(seed=0)
+    assert browser.driver.execute_script("return core.EPISODE_MAX_TIME") == 10000  # and the task's own limit
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -62,6 +62,7 @@ def predict_records(wrapper: VLMWrapper, records, batch_size: int = 8, progress:
                 "predicted": prediction.action, "failure": prediction.failure,
                 "clamped": prediction.clamped, "target": record["action"], "bbox": record.get("bbox"),
                 "element_type": record.get("element_type"), "source": record.get("source"),
+                "platform": record.get("platform"),
                 **score_prediction(prediction.action, record["action"], record.get("bbox")),
             })
     return rows
@@ -87,12 +88,31 @@ def compute_metrics(rows: list[dict]) -> dict:
         }
 
     metrics = summary(rows)
-    for key in ("element_type", "source"):
+    for key in ("element_type", "source", "platform"):
         groups = defaultdict(list)
         for r in rows:
             groups[str(r.get(key))].append(r)
         metrics[f"by_{key}"] = {name: summary(group) for name, group in sorted(groups.items())}
+    metrics["cells"] = cell_averages(rows)
     return metrics
+
+
+def cell_averages(rows: list[dict], keys=("platform", "element_type")) -> dict:
+    """ScreenSpot-style click accuracy per (platform × element type) cell, averaged two ways.
+
+    Papers report either the plain mean of the cells or the mean over samples; on unbalanced data
+    they differ, so both are given, labelled.
+    """
+    cells = defaultdict(list)
+    for r in rows:
+        if r["click_correct"] is not None:
+            cells[" / ".join(str(r.get(k)) for k in keys)].append(r["click_correct"])
+    accuracy = {name: sum(v) / len(v) for name, v in sorted(cells.items())}
+    n = sum(len(v) for v in cells.values())
+    return {"click_accuracy_by_cell": accuracy,
+            "cell_count": {name: len(v) for name, v in sorted(cells.items())},
+            "plain_mean_of_cells": sum(accuracy.values()) / len(accuracy) if accuracy else None,
+            "sample_weighted_mean": sum(sum(v) for v in cells.values()) / n if n else None}
 
 
 def write_predictions(rows: list[dict], path: str | Path) -> Path:

@@ -447,10 +447,10 @@ class MiniWoBTask:
 
     def reset(self, seed: int) -> MiniWoBState:
         """Start a new episode; the same seed gives the same task instance."""
-        script = _DISARM_COVER
-        if self.time_limit_s is not None:
-            script += f"core.EPISODE_MAX_TIME = {int(self.time_limit_s * 1000)};"
-        self.driver.execute_script(script)
+        # The page keeps EPISODE_MAX_TIME between episodes: remember the task's own, set ours or restore it.
+        limit = "core.uivlmTaskTime" if self.time_limit_s is None else str(int(self.time_limit_s * 1000))
+        self.driver.execute_script(_DISARM_COVER + "if (core.uivlmTaskTime === undefined) "
+                                   f"core.uivlmTaskTime = core.EPISODE_MAX_TIME; core.EPISODE_MAX_TIME = {limit};")
         obs, info = self._env.reset(seed=int(seed))
         self.state = _state_from_observation(self.task, obs, self.css_size)
         self.done, self.reward, self.info = False, 0.0, info

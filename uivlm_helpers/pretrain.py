@@ -74,6 +74,7 @@ class PretrainOptions:
     schedule: str = "wsd"          # wsd (warmup, stable, decay over the last decay_fraction) | cosine | constant
     decay_fraction: float = 0.25
     coarse_steps: int = 800        # curriculum: coarse answers before this step, exact ones from it
+    coarse_fraction: float = 0.0   # >0: coarse answers for this share of the (planned) steps instead
     eval_every: int = 250
     eval_size: int = 256
     checkpoint_every: int = 500
@@ -163,13 +164,15 @@ def heldout_examples(options: PretrainOptions, n: int, families=None) -> list[di
 # --- callbacks -------------------------------------------------------------------------------------
 
 class CurriculumCallback(TrainerCallback):
-    """Coarse answers before ``coarse_steps``, exact ones after (also right after a resume)."""
+    """Coarse answers before ``coarse_steps`` (or ``fraction`` of the schedule's planned steps), exact
+    ones after (also right after a resume)."""
 
-    def __init__(self, stream: TaskStream, coarse_steps: int):
-        self.stream, self.coarse_steps = stream, coarse_steps
+    def __init__(self, stream: TaskStream, coarse_steps: int, fraction: float = 0.0, schedule=None):
+        self.stream, self.coarse_steps, self.fraction, self.schedule = stream, coarse_steps, fraction, schedule
 
     def _set(self, step):
-        self.stream.coarse.value = 1 if step < self.coarse_steps else 0
+        end = int(self.fraction * self.schedule.total) if self.fraction and self.schedule else self.coarse_steps
+        self.stream.coarse.value = 1 if step < end else 0
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._set(state.global_step)
@@ -295,13 +298,19 @@ class PositionCollator:
 
     def __init__(self, collator, model):
         self.collator, self.model = collator, model
+        self.failed = False
 
     def __call__(self, records):
         batch = self.collator(records)
-        position_ids, _ = self.model.model.get_rope_index(
-            batch["input_ids"], batch["mm_token_type_ids"], batch["image_grid_thw"],
-            attention_mask=batch["attention_mask"])
-        batch["position_ids"] = position_ids
+        if not self.failed:
+            try:
+                position_ids, _ = self.model.model.get_rope_index(
+                    input_ids=batch["input_ids"], mm_token_type_ids=batch["mm_token_type_ids"],
+                    image_grid_thw=batch["image_grid_thw"], attention_mask=batch["attention_mask"])
+                batch["position_ids"] = position_ids
+            except TypeError as err:  # another transformers version: let the model compute them
+                self.failed = True
+                print(f"position ids left to the model ({err})", flush=True)
         return batch
 
 
@@ -356,8 +365,12 @@ def pretrain(options: PretrainOptions, run_dir: str | Path, out_dir: str | Path 
             raise ValueError(f"--resume: options differ from the interrupted run's ({sorted(changed)}); "
                              f"use the same options or a new run folder")
     if not resume_from:
-        for stale in (run_dir / CURVE_FILE, run_dir / "logs" / "train.log"):
+        for stale in (run_dir / CURVE_FILE, run_dir / "logs" / "train.log", run_dir / "plan.json"):
             stale.unlink(missing_ok=True)
+    elif (run_dir / CURVE_FILE).is_file():  # points measured after the checkpoint are measured again
+        resumed_at = int(checkpoints[-1].name.split("-")[1])
+        points = [p for p in json.loads((run_dir / CURVE_FILE).read_text()) if p["step"] <= resumed_at]
+        (run_dir / CURVE_FILE).write_text(json.dumps(points, indent=1))
     options_file.write_text(json.dumps(asdict(options), indent=2))
 
     torch.manual_seed(options.seed)
@@ -390,7 +403,7 @@ def pretrain(options: PretrainOptions, run_dir: str | Path, out_dir: str | Path 
     trainer._load_from_checkpoint = lambda checkpoint, model=None: load_checkpoint_weights(
         model or trainer.model, checkpoint)
     trainer.remove_callback(ProgressCallback)
-    trainer.add_callback(CurriculumCallback(stream, options.coarse_steps))
+    trainer.add_callback(CurriculumCallback(stream, options.coarse_steps, options.coarse_fraction, schedule))
     trainer.add_callback(AccuracyCurve(wrapper, heldout, options.eval_every, run_dir))
     trainer.add_callback(PrintLoss())
     print(f"pretraining {options.family}/{options.shape} on {config.model.device}: "
@@ -420,11 +433,15 @@ def load_checkpoint_weights(model, checkpoint: str | Path) -> None:
     model.load_state_dict(loaded.state_dict(), strict=True)
 
 
-def save_base(wrapper, out_dir: str | Path) -> Path:
-    """Save the model like a Hub checkpoint: config, safetensors, tokenizer, processor (no agent file)."""
+def save_base(wrapper, out_dir: str | Path, dtype: str = "float16") -> Path:
+    """Save the model like a Hub checkpoint: config, safetensors (in ``dtype``, half the size of
+    float32), tokenizer, processor; no agent file, so it loads as a plain base model."""
+    import copy
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    wrapper.model.save_pretrained(out, safe_serialization=True)
+    model = copy.deepcopy(wrapper.model).to("cpu", getattr(torch, dtype))
+    model.save_pretrained(out, safe_serialization=True)
     wrapper.processor.save_pretrained(out)
     return out
 
@@ -465,7 +482,7 @@ def _parse(argv=None):
     for name in ("seed", "image_size", "max_steps", "batch_size", "warmup_steps", "coarse_steps", "eval_every",
                  "eval_size", "checkpoint_every", "workers"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
-    for name in ("learning_rate", "weight_decay", "decay_fraction", "time_budget_s"):
+    for name in ("learning_rate", "weight_decay", "decay_fraction", "time_budget_s", "coarse_fraction"):
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
     p.add_argument("--schedule", default=defaults.schedule, choices=("wsd", "cosine", "constant"))
     p.add_argument("--families", default=",".join(defaults.families))
@@ -481,7 +498,7 @@ def _parse(argv=None):
         learning_rate=a.learning_rate, weight_decay=a.weight_decay, warmup_steps=a.warmup_steps,
         schedule=a.schedule, decay_fraction=a.decay_fraction, coarse_steps=a.coarse_steps,
         eval_every=a.eval_every, eval_size=a.eval_size, checkpoint_every=a.checkpoint_every, workers=a.workers,
-        time_budget_s=a.time_budget_s,
+        time_budget_s=a.time_budget_s, coarse_fraction=a.coarse_fraction,
         device=a.device, mixed_precision=a.mixed_precision)
     return options, a
 

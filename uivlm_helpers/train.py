@@ -182,8 +182,11 @@ def build_trainer(config: RunConfig, wrapper: VLMWrapper, train_records, run_dir
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)
     history = LossHistory(log_file=run_dir / "logs" / "train.log", plot=live_plot)
     if config.training.gradient_checkpointing:
-        # Inputs must carry gradients for checkpointed blocks to backpropagate into LoRA weights.
-        wrapper.model.enable_input_require_grads()
+        # Checkpointed blocks backpropagate into LoRA weights only if their inputs carry gradients.
+        # Hook the language model's embeddings alone: transformers' enable_input_require_grads()
+        # also hooks the vision patch embedding, making a frozen tower keep its activations.
+        wrapper.model.get_input_embeddings().register_forward_hook(
+            lambda module, inputs, output: output.requires_grad_(True))
     trainer = Trainer(
         model=wrapper.model,
         args=training_arguments(config, run_dir / "checkpoints"),

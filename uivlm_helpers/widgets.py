@@ -69,3 +69,79 @@ class SetupWidgets:
         from IPython.display import display
 
         display(self.box)
+
+
+PREDICTION_FILTERS = ("all", "correct", "incorrect", "unparsed")
+
+
+class PredictionBrowser:
+    """Page through evaluation predictions (rows of ``predictions.jsonl``) as overlays.
+
+    A filter (all / correct / incorrect / unparsed, plus each action type of the targets) picks the
+    rows; the arrows page through them. Works headless: set ``filter.value`` or call :meth:`next`.
+    """
+
+    def __init__(self, rows: list[dict]):
+        self.rows = list(rows)
+        types = sorted({r["target"]["type"] for r in self.rows})
+        self.filter = w.Dropdown(options=list(PREDICTION_FILTERS) + [f"type: {t}" for t in types],
+                                 value="all", description="Show")
+        self.previous_button = w.Button(description="◀ previous", layout=w.Layout(width="110px"))
+        self.next_button = w.Button(description="next ▶", layout=w.Layout(width="110px"))
+        self.position = w.Label()
+        self.caption = w.HTML()
+        self.image = w.Image(format="png", layout=w.Layout(max_width="480px"))
+        self.index = 0
+        self.filter.observe(lambda _: self.show(0), names="value")
+        self.previous_button.on_click(lambda _: self.previous())
+        self.next_button.on_click(lambda _: self.next())
+        self.box = w.VBox([w.HBox([self.filter, self.previous_button, self.next_button, self.position]),
+                           self.caption, self.image])
+        self.show(0)
+
+    @property
+    def selected(self) -> list[dict]:
+        choice = self.filter.value
+        if choice == "all":
+            return self.rows
+        if choice == "correct":
+            return [r for r in self.rows if r["correct"]]
+        if choice == "incorrect":
+            return [r for r in self.rows if not r["correct"]]
+        if choice == "unparsed":
+            return [r for r in self.rows if not r["parsed"]]
+        return [r for r in self.rows if r["target"]["type"] == choice.removeprefix("type: ")]
+
+    def show(self, index: int) -> None:
+        import html
+        import io
+
+        from .viz import overlay_for_row
+
+        rows = self.selected
+        if not rows:
+            self.index, self.image.value = 0, b""
+            self.position.value = "0 / 0"
+            self.caption.value = "<i>no predictions match this filter</i>"
+            return
+        self.index = index % len(rows)
+        row = rows[self.index]
+        buffer = io.BytesIO()
+        overlay_for_row(row).save(buffer, format="PNG")
+        self.image.value = buffer.getvalue()
+        self.position.value = f"{self.index + 1} / {len(rows)}"
+        verdict = "correct" if row["correct"] else ("unparsed: " + (row.get("failure") or "") if not row["parsed"]
+                                                     else "incorrect")
+        self.caption.value = (f"<b>{html.escape(row['instruction'])}</b><br>raw: <code>"
+                              f"{html.escape(repr(row.get('raw_text')))}</code><br>{html.escape(verdict)}")
+
+    def next(self) -> None:
+        self.show(self.index + 1)
+
+    def previous(self) -> None:
+        self.show(self.index - 1)
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.box)
