@@ -28,7 +28,7 @@ def test_model_card_has_hub_metadata_and_the_evaluation_table():
     meta = yaml.safe_load(header)
     assert meta["base_model"] == config.model.name and meta["library_name"] == "transformers"
     assert "license" in meta and "uivlm" in meta["tags"]
-    assert "| fine-tuned | 10 | 1.000 |" in card and "0.800" in card
+    assert "| fine-tuned | 10 | 1.000 |" in card and "0.800" in card and "live success" in card
     assert "Steps: 42" in card and "![" in card and "VLMWrapper(model_name='me/agent')" in card
 
 

@@ -169,3 +169,32 @@ def metrics_table(named_metrics: dict[str, dict]):
 
     keys = ("n", "parse_rate", "type_accuracy", "click_accuracy", "text_exact_match", "mean_distance_px")
     return pd.DataFrame({name: {k: m.get(k) for k in keys} for name, m in named_metrics.items()}).T
+
+
+def live_success(agents: dict, tasks: str | list[str], episodes_per_task: int, seed: int = 0):
+    """Per-task MiniWoB++ success rate of each agent (a table: tasks × agents, plus the mean).
+
+    Args:
+        agents: name -> :class:`~uivlm_helpers.wrapper.VLMWrapper`.
+        tasks: task names, or one comma-separated string; empty skips the live evaluation.
+        episodes_per_task: seeded episodes per task (the same instances for every agent).
+
+    Returns:
+        ``{agent: {task: rate, ..., "mean": rate}}`` (empty when no task is given).
+    """
+    from .miniwob_env import MiniWoBTask, policy_from_wrapper, rollout
+
+    tasks = [t.strip() for t in tasks.split(",") if t.strip()] if isinstance(tasks, str) else list(tasks)
+    if not tasks or episodes_per_task <= 0:
+        return {}
+    results = {}
+    env = MiniWoBTask(tasks[0])
+    try:
+        for name, agent in agents.items():
+            # CPU inference is slow next to a person: give each episode time for the model to answer.
+            rates = rollout(policy_from_wrapper(agent), tasks, episodes_per_task, seed=seed,
+                            time_limit_s=60, env=env)
+            results[name] = {**rates, "mean": sum(rates.values()) / len(rates)}
+    finally:
+        env.close()
+    return results

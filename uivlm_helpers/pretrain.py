@@ -228,10 +228,13 @@ class AccuracyCurve(TrainerCallback):
 
 
 class PrintLoss(TrainerCallback):
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.t0 = time.time()
+
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "loss" in logs:
-            print(f"step {state.global_step} loss {logs['loss']:.4f} lr {logs.get('learning_rate', 0):.2e}",
-                  flush=True)
+            print(f"step {state.global_step} loss {logs['loss']:.4f} lr {logs.get('learning_rate', 0):.2e} "
+                  f"t={time.time() - self.t0:.0f}s", flush=True)
 
 
 class WSDSchedule:

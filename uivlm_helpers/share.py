@@ -62,9 +62,9 @@ def model_card(config: RunConfig, metrics: dict[str, dict], training: dict | Non
               "tags": ["uivlm", "gui-agent", "ui-grounding", "lora" if m.use_lora else "full-finetune"],
               "datasets": [config.data.source]}
     keys = ("n", "parse_rate", "type_accuracy", "click_accuracy", "mean_distance_px")
-    table = ["| model | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
-    table += [f"| {name} | " + " | ".join(_fmt(values.get(k)) for k in keys) + " |"
-              for name, values in metrics.items()]
+    table = ["| model | " + " | ".join(keys) + " | MiniWoB++ live success (mean) |", "|---" * (len(keys) + 2) + "|"]
+    table += [f"| {name} | " + " | ".join(_fmt(values.get(k)) for k in keys)
+              + f" | {_fmt((values.get('live_success') or {}).get('mean'))} |" for name, values in metrics.items()]
     lora = m.lora_config
     lines = [
         "---", _yaml(header), "---", "",
