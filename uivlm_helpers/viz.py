@@ -70,6 +70,7 @@ def gallery(rows: list[dict], path: str | Path | None = None, columns: int = 3, 
     import matplotlib.pyplot as plt
 
     rows = list(rows)
+    columns = max(1, min(columns, len(rows)))
     n_rows = max(1, -(-len(rows) // columns))
     fig, axes = plt.subplots(n_rows, columns, figsize=(3.2 * columns, 3.6 * n_rows), squeeze=False)
     for ax in axes.flat:
@@ -79,8 +80,9 @@ def gallery(rows: list[dict], path: str | Path | None = None, columns: int = 3, 
         verdict = "✓" if row.get("correct") else "✗"
         ax.set_title(f"{verdict} {row['instruction'][:34]}\n{(row.get('raw_text') or '')[:34]!r}", fontsize=7)
     if title:
-        fig.suptitle(title)
-    fig.tight_layout()
+        fig.suptitle(title, fontsize=10)
+    # leave the top strip to the title so it does not cover the captions
+    fig.tight_layout(rect=(0, 0, 1, 0.94 if title else 1))
     if path:
         save_figure(fig, path)
     return fig
