@@ -8,6 +8,12 @@ The seed API is importable from the top level (loaded lazily, so ``import uivlm_
 ``VLMWrapper``, ``ActionDecoder``, ``load_config``.
 """
 
+import logging
+
+# bitsandbytes warns at import on CPUs with AVX512-BF16 that its optional fast 4-bit kernel (fetched
+# from the Hub by the `kernels` package) is missing; the plain kernel works, so keep notebooks quiet.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
 _EXPORTS = {"VLMWrapper": "wrapper", "ActionDecoder": "actions", "Action": "actions",
             "load_config": "config", "RunConfig": "config"}
 
