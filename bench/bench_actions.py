@@ -1,6 +1,6 @@
 """Action decoding speed, and what constrained decoding costs in generation.
 
-    .venv/bin/python bench/bench_actions.py                 # everything (about two minutes on a laptop CPU)
+    .venv/bin/python bench/bench_actions.py                 # everything (2-3 minutes on a 2-core CPU)
     .venv/bin/python bench/bench_actions.py --reps 1 --skip-large-vocab
 
 Three parts, printed as tables and saved to ``bench/results/bench_actions.json`` with the machine
@@ -12,9 +12,13 @@ Three parts, printed as tables and saved to ``bench/results/bench_actions.json``
    action). Actions per second, per format, and the share that parsed.
 2. **Generation overhead** on the embedded tiny Qwen2-VL (untrained, so unconstrained answers are
    junk): greedy generation, batch 1 and 8, constrained vs unconstrained, per format: wall time per
-   sample, generated tokens per sample, time inside the logits processor, and the parse rate. The
-   processor's own time is the overhead that does not depend on the (tiny) model's speed. Mask caches
-   are warm (one warm-up call first); the cold cost is part 3.
+   sample, decoding steps per ``generate`` call and wall time per step (the untrained model rarely
+   ends on its own, so free runs take all ``max_new_tokens`` steps while constrained ones stop after
+   the action: compare per step), text tokens per sample (special tokens are dropped), time inside the
+   logits processor, and the parse rate. Times are medians over the ``generate`` calls (other
+   processes on a shared machine cause outliers). The processor's own time is the overhead that
+   does not depend on the (tiny) model's speed. Mask caches are warm (one warm-up call first); the
+   cold cost is part 3.
 3. **Cold costs on a 152k-token vocabulary** (Qwen2-VL's size; a synthetic byte-level vocabulary,
    since no real checkpoint is downloaded here): time to index the vocabulary once, and to compute the
    allowed tokens of a new state at the start, inside a number and inside typed text.
@@ -111,6 +115,10 @@ def bench_decode(min_seconds: float) -> list[dict]:
 
 # --- 2. generation overhead ------------------------------------------------------------------------
 
+def _pass_through(input_ids, scores):
+    return scores
+
+
 class _Timed:
     """Wraps a logits processor to add up the time spent inside it."""
 
@@ -144,25 +152,32 @@ def bench_generation(reps: int, screens: int, max_new_tokens: int) -> list[dict]
             for constrained in (False, True):
                 def run(chunk, timers):
                     images = [r["image"] for r in chunk]
-                    processors = None
-                    if constrained:
-                        timer = _Timed(agent.action_logits_processor(images)[0])
-                        timers.append(timer)
-                        processors = LogitsProcessorList([timer])
+                    # Unconstrained runs get a pass-through processor, so both count their steps.
+                    inner = agent.action_logits_processor(images)[0] if constrained else _pass_through
+                    timer = _Timed(inner)
+                    timers.append(timer)
+                    processors = LogitsProcessorList([timer])
                     return agent.generate_text(images, [r["instruction"] for r in chunk], logits_processor=processors)
 
                 run(chunks[0], [])  # warm-up: kernels, and the constrained masks of the common states
-                timers, texts, start = [], [], time.perf_counter()
+                timers, texts, calls = [], [], []  # calls: (seconds, samples, steps) of each generate
                 for _ in range(reps):
                     for chunk in chunks:
+                        start = time.perf_counter()
                         texts += run(chunk, timers)
-                seconds = time.perf_counter() - start
+                        calls.append((time.perf_counter() - start, len(chunk), timers[-1].calls))
+                seconds = sum(c[0] for c in calls)
+                steps = sum(t.calls for t in timers)
                 tokens = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
-                calls = sum(t.calls for t in timers)
+                # Medians over generate calls: other processes on a shared machine cause outliers.
                 rows.append({
                     "format": fmt, "batch": batch, "constrained": constrained, "samples": len(texts),
-                    "s_per_sample": seconds / len(texts), "tokens_per_sample": statistics.mean(tokens),
-                    "processor_ms_per_step": 1e3 * sum(t.seconds for t in timers) / calls if calls else 0.0,
+                    "generate_calls": len(calls),
+                    "s_per_sample": statistics.median(c[0] / c[1] for c in calls),
+                    "steps_per_generate": steps / len(calls),
+                    "ms_per_step": statistics.median(1e3 * c[0] / c[2] for c in calls),
+                    "tokens_per_sample": statistics.mean(tokens),
+                    "processor_ms_per_step": 1e3 * sum(t.seconds for t in timers) / steps,
                     "processor_share": sum(t.seconds for t in timers) / seconds,
                     "parse_rate": sum(isinstance(parse_action(t, fmt, "norm1000"), Action) for t in texts)
                     / len(texts),
@@ -235,7 +250,7 @@ def bench_large_vocabulary(size: int) -> dict:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=2, help="passes over the screens per generation setting")
+    parser.add_argument("--reps", type=int, default=3, help="passes over the screens per generation setting")
     parser.add_argument("--screens", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--decode-seconds", type=float, default=1.0, help="time per format for part 1")
@@ -254,11 +269,12 @@ def main(argv=None) -> dict:
     print(f"\n2. generation on the tiny model (greedy, max_new_tokens={args.max_new_tokens}, "
           f"{args.screens} screens x {args.reps})")
     generation = bench_generation(args.reps, args.screens, args.max_new_tokens)
-    print("\n| format | batch | decoding | s/sample | tokens/sample | processor ms/step | processor share "
-          "| parse rate |\n|---|---|---|---|---|---|---|---|")
+    print("\n| format | batch | decoding | s/sample | steps/generate | ms/step | text tokens/sample "
+          "| processor ms/step | processor share | parse rate |\n|---|---|---|---|---|---|---|---|---|---|")
     for r in generation:
         print(f"| {r['format']} | {r['batch']} | {'constrained' if r['constrained'] else 'free'} | "
-              f"{r['s_per_sample']:.3f} | {r['tokens_per_sample']:.1f} | {r['processor_ms_per_step']:.2f} | "
+              f"{r['s_per_sample']:.3f} | {r['steps_per_generate']:.1f} | {r['ms_per_step']:.0f} | "
+              f"{r['tokens_per_sample']:.1f} | {r['processor_ms_per_step']:.2f} | "
               f"{r['processor_share']:.1%} | {r['parse_rate']:.0%} |")
 
     large = None

@@ -34,7 +34,7 @@ RESULTS_DIR = ROOT / "bench" / "results"
 SCREEN = (1288, 728)                       # MEASURED.md's screenshot: 4,784 patches, 1,196 image tokens
 PUBLISHED_PIXELS = {"shortest_edge": 3136, "longest_edge": 12845056}  # Qwen2-VL's preprocessor_config
 GIB = 2 ** 30
-PACKAGES = ("torch", "transformers", "peft", "accelerate", "bitsandbytes", "trl", "datasets", "tokenizers",
+PACKAGES = ("torch", "transformers", "peft", "accelerate", "bitsandbytes", "liger-kernel", "trl", "datasets", "tokenizers",
             "pillow", "numpy")
 QWEN_2B = "Qwen/Qwen2-VL-2B-Instruct"
 QWEN_7B = "Qwen/Qwen2-VL-7B-Instruct"
@@ -58,6 +58,7 @@ def machine() -> dict:
     import torch
 
     info = {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count(),
+            "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
             "torch_threads": torch.get_num_threads(), "cuda": torch.version.cuda, "gpu": None}
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
@@ -115,6 +116,8 @@ def fmt(value, digits=2) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
+        if value and abs(value) < 0.1 and digits <= 2:
+            return f"{value:.4f}"
         return f"{value:.{digits}f}"
     return str(value)
 
@@ -262,7 +265,6 @@ def quantize_4bit(model, device: str):
     NF4, double quant, bf16 compute, vision tower and lm_head skipped), through ``from_pretrained``
     with the bf16 model's state dict, so transformers' bitsandbytes quantizer does the work."""
     import torch
-    from transformers import AutoModelForImageTextToText
 
     from uivlm_helpers.families import QWEN2_VL
     from uivlm_helpers.wrapper import quantization_config
@@ -271,9 +273,18 @@ def quantize_4bit(model, device: str):
     qc = quantization_config(load_in_4bit=True, compute_dtype=compute, skip_modules=QWEN2_VL.vision_module_prefixes)
     state = {k: v for k, v in model.state_dict().items()}
     start = time.perf_counter()
-    quantized = type(model).from_pretrained(
-        None, config=model.config, state_dict=state, quantization_config=qc, dtype=model.dtype,
-        device_map={"": device}, attn_implementation="sdpa")
+    kwargs = {"quantization_config": qc, "dtype": model.dtype, "device_map": {"": device},
+              "attn_implementation": "sdpa"}
+    try:
+        quantized = type(model).from_pretrained(None, config=model.config, state_dict=state, **kwargs)
+    except (TypeError, ValueError, OSError) as error:  # a transformers without state_dict loading
+        import tempfile
+
+        print(f"quantize_4bit: state_dict loading failed ({error}); going through a saved copy", flush=True)
+        del state
+        with tempfile.TemporaryDirectory() as folder:
+            model.save_pretrained(folder, safe_serialization=True)
+            quantized = type(model).from_pretrained(folder, **kwargs)
     quantized.generation_config = model.generation_config
     sync(device)
     quantized._bench_build_s = time.perf_counter() - start
@@ -290,7 +301,12 @@ def _wrapper_class():
         processor_obj = None
 
         def _load_processor(self, path, min_pixels, max_pixels):
-            return self.adapter.configure_processor(type(self).processor_obj, min_pixels, max_pixels)
+            import copy
+
+            processor = type(self).processor_obj
+            if min_pixels is not None or max_pixels is not None:  # keep the shared one's budget intact
+                processor = copy.deepcopy(processor)
+            return self.adapter.configure_processor(processor, min_pixels, max_pixels)
 
         def _load_model(self, path, load_in_8bit, load_in_4bit):
             if load_in_8bit:

@@ -390,3 +390,15 @@ def test_wrapper_switch_config_and_tight_budget(sixteen_screens):
     unconstrained = agent.predict_action([s["image"] for s in screens], [s["instruction"] for s in screens],
                                          constrained=False)
     assert any(isinstance(r, ParseFailure) for r in unconstrained)
+
+
+def test_a_token_forced_by_an_earlier_processor_wins(tokenizer):
+    """A row that another processor forced (BOS, EOS at max_length) is never left all -inf."""
+    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    processor = ActionLogitsProcessor(tokenizer, "text", "norm1000", end_token_ids=[end])
+    forced = torch.full((1, len(tokenizer)), float("-inf"))
+    forced[0, end] = 0.0  # e.g. ForcedEOSTokenLogitsProcessor on an unfinished answer
+    prompt = torch.full((1, 3), tokenizer.pad_token_id)
+    assert processor(prompt, forced)[0, end] == 0.0
+    free = processor(prompt, torch.zeros(1, len(tokenizer)))
+    assert torch.isinf(free[0, end]) and not torch.isinf(free[0]).all()

@@ -16,6 +16,8 @@ QWEN_2B = "Qwen/Qwen2-VL-2B-Instruct"
 def _config(name=QWEN_2B, **settings):
     config = RunConfig()
     config.model.name = name
+    # The measured rows ran the plain path (test_fast_path_switches covers the cache and the fused loss).
+    config.training.cache_vision_features = config.training.fused_cross_entropy = "false"
     for key, value in settings.items():
         node = config
         *parents, leaf = key.split("__")
@@ -177,6 +179,56 @@ def test_calibration_against_measured_h100_rows(capsys):
     assert all(abs(e) <= 0.15 for *_, e in errors), errors
 
 
+@pytest.mark.skipif(not MEASURED.is_file(), reason="shared/measured is not beside the project")
+def test_fast_path_switches_against_measured_h100_rows(capsys):
+    """training.cache_vision_features drops the tower's activations and pixels; training.fused_cross_entropy
+    (liger-kernel) drops the fp32 logits. Checked against MEASURED.md's liger rows (anchor loop: logits kept,
+    frozen tower recorded under checkpointing) and its cache table (Trainer-like loop), all Qwen2-VL-2B."""
+    def estimate(bs, ckpt, cache="false", fused="false", res=(1288, 728), **kwargs):
+        config = _config(model__torch_dtype="bfloat16", model__device="cuda", training__batch_size=bs,
+                         training__gradient_checkpointing=ckpt, training__cache_vision_features=cache,
+                         training__fused_cross_entropy=fused)
+        return memory.estimate_training_memory(config, res, text_tokens=62, **kwargs)
+
+    liger = [r for r in (json.loads(line) for line in MEASURED.read_text().splitlines() if line.strip())
+             if r.get("liger") and r.get("mode", "").startswith("lora_all")]
+    lines, errors = [], []
+    for row in liger:
+        after_ckpt_rows = row["mode"] == "lora_all" and row["bs"] == 4
+        e = estimate(row["bs"], row["mode"].endswith("ckpt"), fused="true",
+                     res=tuple(map(int, row["res"].split("x"))), keep_logits=True,
+                     frozen_vision_graph=True if after_ckpt_rows else None)
+        errors.append(e["peak_allocated_gib"] / row["peak_alloc_gib"] - 1)
+        lines.append(f"liger {row['mode']:14s} bs {row['bs']} {row['res']:>9s}: {e['peak_allocated_gib']:6.2f} "
+                     f"vs {row['peak_alloc_gib']:6.2f} ({100 * errors[-1]:+.1f}%)")
+    # MEASURED.md's cache table: (batch, fused, measured plain, measured cached), LoRA all + checkpointing.
+    for bs, fused, plain_gib, cached_gib in ((4, "false", 14.99, 13.44), (8, "false", 25.58, 22.49),
+                                             (4, "true", 7.40, 5.85), (8, "true", 10.40, 7.30)):
+        plain = estimate(bs, True, fused=fused, frozen_vision_graph=True)
+        cached = estimate(bs, True, cache="true", fused=fused, frozen_vision_graph=True)
+        assert cached["assumptions"]["cache_vision_features"] and not cached["assumptions"]["vision_graph"]
+        assert cached["components"]["activations"] < plain["components"]["activations"]
+        for est, measured in ((plain, plain_gib), (cached, cached_gib)):
+            errors.append(est["peak_allocated_gib"] / measured - 1)
+        lines.append(f"cache bs {bs} fused={fused}: plain {plain['peak_allocated_gib']:.2f} vs {plain_gib}, "
+                     f"cached {cached['peak_allocated_gib']:.2f} vs {cached_gib} ({100 * errors[-1]:+.1f}%)")
+    with capsys.disabled():
+        print("\nfast-path estimates vs H100 measurements (GiB):\n" + "\n".join(lines))
+    assert len(liger) == 7 and all(abs(e) <= 0.10 for e in errors), errors
+    # The fused loss removes the vocabulary-sized logits: 12+ bytes x 151,936 per token -> a few MiB.
+    fused, plain = estimate(1, True, fused="true"), estimate(1, True)
+    assert plain["components"]["logits"] > 2.0 and fused["components"]["logits"] < 0.05
+    # auto: cached when the tower is frozen; fused only with a GPU and liger-kernel installed.
+    auto = memory.estimate_training_memory(_config(training__cache_vision_features="auto"), (1288, 728))
+    assert auto["assumptions"]["cache_vision_features"] is True
+    unfrozen = memory.estimate_training_memory(
+        _config(training__cache_vision_features="auto", model__use_lora=False, model__freeze_vision_encoder=False),
+        (1288, 728))
+    assert unfrozen["assumptions"]["cache_vision_features"] is False
+    cpu = memory.estimate_training_memory(_config(training__fused_cross_entropy="auto"), (1288, 728))
+    assert cpu["assumptions"]["fused_cross_entropy"] is False
+
+
 # -- the tiny model, estimated and measured on CPU ---------------------------------------------------
 @pytest.fixture
 def one_thread():
@@ -194,6 +246,7 @@ def test_tiny_estimate_matches_profiled_peak_on_cpu(capsys, one_thread):
 
     config = RunConfig()
     config.training.batch_size = 4
+    config.training.cache_vision_features = "false"   # profiled below on a plain batch (with pixels)
     wrapper = VLMWrapper.from_config(config)
     images = []
     for i in range(4):

@@ -71,6 +71,13 @@ class TrainingSettings:
     logging_steps: int = 5
     seed: int = 0
     max_length: int | None = 2048
+    # The fast training path (uivlm_helpers.features): "auto", "true" or "false" (YAML true/false work too).
+    # Cache the frozen vision tower's features on disk instead of recomputing them every step.
+    cache_vision_features: str | bool = "auto"
+    # liger-kernel's fused linear cross-entropy on CUDA (optional extra: pip install 'uivlm[fast]').
+    fused_cross_entropy: str | bool = "auto"
+    # Where the feature cache lives; None: RUN_DIR/cache/vision_features.
+    feature_cache_dir: str | None = None
 
 
 @dataclass
@@ -211,6 +218,18 @@ def _check_choice(value, choices, key):
         raise ConfigError(f"{key}: expected one of {list(choices)}, got {value!r}")
 
 
+SWITCHES = ("auto", "true", "false")
+
+
+def _tristate(value, key) -> str:
+    """``auto`` / ``true`` / ``false`` from a string or a YAML / papermill bool."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str) and value.strip().lower() in SWITCHES:
+        return value.strip().lower()
+    raise ConfigError(f"{key}: expected one of {list(SWITCHES)}, got {value!r}")
+
+
 def validate(config: RunConfig) -> RunConfig:
     """Check values that have a fixed set of choices or ranges; returns the config."""
     from .actions import ACTION_FORMATS
@@ -220,6 +239,8 @@ def validate(config: RunConfig) -> RunConfig:
     _check_choice(m.torch_dtype, TORCH_DTYPES, "model.torch_dtype")
     _check_choice(m.lora_config.bias, ("none", "all", "lora_only"), "model.lora_config.bias")
     _check_choice(t.mixed_precision, MIXED_PRECISION, "training.mixed_precision")
+    for key in ("cache_vision_features", "fused_cross_entropy"):
+        setattr(t, key, _tristate(getattr(t, key), f"training.{key}"))
     if m.load_in_8bit and m.load_in_4bit:
         raise ConfigError("model.load_in_8bit and model.load_in_4bit: choose at most one")
     for key, value in [("model.lora_config.r", m.lora_config.r), ("training.batch_size", t.batch_size),

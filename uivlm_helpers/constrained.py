@@ -35,8 +35,8 @@ How it works:
   :meth:`~ActionGrammar.is_complete` expose it for text.
 * **Vocabulary index.** Each token's bytes are computed once per tokenizer (from the byte-level
   alphabet, SentencePiece ``▁``/``<0xNN>`` pieces, else ``decode``) and stored in a byte trie
-  (:func:`token_vocabulary`, cached per tokenizer object). Special tokens never count as text; the
-  end-of-answer ids are allowed exactly when the action is complete.
+  (:func:`token_vocabulary`, cached per tokenizer object). Special tokens never count as text
+  (location tokens excepted); the end-of-answer ids are allowed exactly when the action is complete.
 * **Masks per state.** The allowed tokens of a state are found by walking the trie from that state,
   pruning a whole subtree at the first byte the grammar rejects, and are cached per (vocabulary,
   grammar, state). Inside typed text the byte count is dropped from the cache key while it is far
@@ -52,17 +52,20 @@ How it works:
   without the end token). The shortest action must fit: ``done()`` (6 bytes) in text,
   ``{"type": "done"}`` (16) in JSON, ``done`` (4) in coordinates.
 
-Cost: the tiny model's vocabulary (609 tokens) builds in milliseconds and a new state costs about a
-millisecond. A 152k-token vocabulary (Qwen2-VL) takes about a second to index once per tokenizer;
-a state with a handful of valid first bytes (``{``, digits, a verb) costs milliseconds, while a
-free-text state (almost every token valid) costs one walk of the whole trie, on the order of a
-second, once per distinct string state (a few per process thanks to the count-free cache key).
-Steady-state overhead is then a dictionary lookup and one masked fill per row and step.
+Cost (``bench/bench_actions.py``, results in ``bench/results/bench_actions.json``): with the tiny
+model's vocabulary (609 tokens) the processor takes 0.1-1.5 ms per generation step for a batch of 1-8
+(under 1% of the wall time even for that 2-layer model). For a 152k-token byte-level vocabulary
+(Qwen2-VL's size; measured on a synthetic one) indexing takes 3-5 s once per tokenizer; a new state
+with few valid first bytes (the start, inside a number) takes about a millisecond, while a
+free-text state (almost every token valid) walks the whole trie, about 0.3-0.6 s, once per distinct
+string state (a handful per process thanks to the count-free cache key). Cached states then cost a
+dictionary lookup, a boolean filter and one masked fill per row and step.
 
 Limits: the grammar is the canonical rendering only (models are trained on it; other spellings the
-tolerant parser accepts are not generated); location tokens that the tokenizer marks special are
-not produced (they would vanish from ``skip_special_tokens`` output), so loc spaces are spelled out
-byte by byte there; a processor serves one ``generate`` call (the wrapper makes one per call).
+tolerant parser accepts are not generated); special tokens are never text, except location tokens
+(``<loc_N>``, which the family adapters' decoding keeps); a token that an earlier processor forces
+(BART's forced BOS, a forced EOS at ``max_length``) wins over the grammar, so a forced EOS can cut an
+answer one token early; a processor serves one ``generate`` call (the wrapper makes one per call).
 """
 
 from __future__ import annotations
@@ -668,10 +671,16 @@ def _byte_decoder() -> dict[str, int]:
     return {chr(c): b for b, c in zip(printable, chars)}
 
 
+# Location tokens stay text even where the tokenizer marks them special (Florence-2's <loc_N>): the
+# family adapters' decode keeps them, so the grammar may use them as single tokens.
+_LOC_TOKEN = re.compile(r"<loc_?\d+>")
+
+
 def _token_strings(tokenizer) -> list[bytes | None]:
     size = len(tokenizer)
     added = tokenizer.added_tokens_decoder
     special = set(tokenizer.all_special_ids) | {i for i, t in added.items() if t.special}
+    special = {i for i in special if not (i in added and _LOC_TOKEN.fullmatch(added[i].content))}
     pieces = tokenizer.convert_ids_to_tokens(list(range(size)))
     ordinary = [p for i, p in enumerate(pieces) if i not in special and p is not None]
     decoder = _byte_decoder()
@@ -802,6 +811,10 @@ class ActionLogitsProcessor(LogitsProcessor):
         self.end_ids = sorted({int(i) for i in end_token_ids if i is not None and i != unknown and i >= 0})
         if not self.end_ids:
             raise ValueError("constrained decoding needs an end-of-answer token id (the tokenizer has none)")
+        # Tokens another processor may force before the answer (BART's forced <s>): no text, no harm.
+        self.skip_ids = {i for i in (tokenizer.bos_token_id, getattr(tokenizer, "cls_token_id", None))
+                         if i is not None and i not in self.end_ids
+                         and (i >= self.vocabulary.size or self.vocabulary.token_bytes[i] is None)}
         self.max_new_tokens = max_new_tokens
         self.prompt_len = prompt_len
         self._fixed_prompt_len = prompt_len is not None
@@ -829,7 +842,7 @@ class ActionLogitsProcessor(LogitsProcessor):
             token = generated[n]
             if state == "end" or token in self.end_ids:
                 state = "end"
-            elif state is not None:
+            elif state is not None and token not in self.skip_ids:
                 data = self.vocabulary.token_bytes[token] if 0 <= token < self.vocabulary.size else None
                 state = None if data is None else grammar.advance(state, data)
             self._states[(grammar_index, generated[:n + 1])] = state
@@ -884,4 +897,10 @@ class ActionLogitsProcessor(LogitsProcessor):
         for row in range(batch):
             grammar_index = min(row // per_grammar, len(self.grammars) - 1)
             blocked[row, self.allowed_tokens(grammar_index, generated[row], scores.device)] = False
-        return scores.masked_fill(blocked, float("-inf"))
+        masked = scores.masked_fill(blocked, float("-inf"))
+        # A row that an earlier processor forced onto a token the grammar does not allow (forced BOS,
+        # forced EOS at max_length) keeps the forced choice: all -inf would break sampling.
+        dead = torch.isinf(masked).all(dim=-1) & ~torch.isinf(scores).all(dim=-1)
+        if bool(dead.any()):
+            masked[dead] = scores[dead]
+        return masked

@@ -15,6 +15,12 @@ the architecture's published dimensions (:mod:`uivlm_helpers.model_configs`; not
   bytes per token per vocabulary entry, the largest item for Qwen's 152k vocabulary;
 * **overhead**: the CUDA context and the caching allocator's slack (not in ``max_memory_allocated``).
 
+The fast path (:mod:`uivlm_helpers.features`) changes two items: ``training.cache_vision_features`` (on
+with ``auto`` whenever the tower is frozen) removes the vision tower's activations and pixels (the batch
+carries image tokens x hidden features instead); ``training.fused_cross_entropy`` (liger-kernel, on a GPU)
+replaces the vocabulary logits by one chunk of them plus the hidden states' gradient, and liger's RMSNorm
+and SwiGLU save less per layer. Both were checked against MEASURED.md's liger and cache rows (within 1-7%).
+
 Calibrated against full-size Qwen2-VL-2B measured on an H100 (``shared/MEASURED.md``): the estimate
 matches ``torch.cuda.max_memory_allocated`` of every plain measured recipe within 1% (one row -5%) (see
 ``tests/test_memory.py``, which prints the comparison).
@@ -89,7 +95,7 @@ def _is_gpu(config: RunConfig) -> bool:
 
 # -- activation bytes per token ------------------------------------------------------------------------
 def _decoder_layer_bytes(text: dict, *, act: int, norm: int, lora_in: int, mask: int, targets: list[str],
-                         shapes: dict, full_finetune: bool) -> float:
+                         shapes: dict, full_finetune: bool, mlp_saved: int = 3) -> float:
     """Bytes autograd keeps per token for one Llama-style decoder layer (Qwen2, Llama, Mistral, Gemma).
 
     What is saved, following the transformers 5 / peft 0.21 code paths:
@@ -104,7 +110,7 @@ def _decoder_layer_bytes(text: dict, *, act: int, norm: int, lora_in: int, mask:
     h, i = text["hidden_size"], text["intermediate_size"]
     q_dim = text["num_attention_heads"] * text["head_dim"]
     kv_dim = text["num_key_value_heads"] * text["head_dim"]
-    total = 2 * norm * h + act * (2 * q_dim + 2 * kv_dim) + 3 * act * i
+    total = 2 * norm * h + act * (2 * q_dim + 2 * kv_dim) + mlp_saved * act * i
     total += sum((mask + lora_in) * shapes[name][0] for name in targets if name in shapes)
     if full_finetune:  # trainable linears and norm weights also save their inputs
         total += 4 * act * h + act * i
@@ -188,6 +194,31 @@ def _pixel_bytes(spec: dict, patches: int) -> float:
     if spec["image_tokens"]["rule"] == "idefics2":
         return 4 * 3 * patches * vision["patch_size"] ** 2
     return 4 * 3 * side * side
+
+
+# -- the fast path switches -----------------------------------------------------------------------------
+#: Families liger-kernel 0.8 patches (fused linear cross-entropy).
+LIGER_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "llava", "paligemma")
+
+
+def _fast_path_switches(config: RunConfig, spec: dict, vision_frozen: bool, gpu: bool) -> tuple[bool, bool]:
+    """``(cache_vision_features, fused_cross_entropy)`` as training would resolve them.
+
+    ``auto`` caches when the vision tower is frozen and has no stochastic layer (what
+    ``features.decide_cache`` checks on the loaded model); the fused loss needs a GPU, liger-kernel installed
+    and a family it patches.
+    """
+    import importlib.util
+
+    t = config.training
+    cache_setting = str(getattr(t, "cache_vision_features", "false")).lower()
+    fused_setting = str(getattr(t, "fused_cross_entropy", "false")).lower()
+    # Florence-2's published DaViT uses stochastic depth (drop_path_rate 0.1) while training: not cacheable.
+    cache = cache_setting == "true" or (cache_setting == "auto" and vision_frozen and spec.get("family") != "florence2")
+    liger = importlib.util.find_spec("liger_kernel") is not None
+    fused = fused_setting == "true" or (fused_setting == "auto" and gpu and liger
+                                        and spec.get("family") in LIGER_FAMILIES)
+    return cache, fused
 
 
 # -- the estimate -----------------------------------------------------------------------------------
@@ -277,12 +308,20 @@ def estimate_training_memory(config: RunConfig, image_size: tuple[int, int] | No
     gradients = trainable * trainable_bytes
     optimizer = 2 * trainable * trainable_bytes  # torch AdamW: exp_avg, exp_avg_sq like the parameter
 
+    # The fast path (uivlm_helpers.features): cached tower features skip the tower and its pixels; the
+    # fused cross-entropy never materialises the vocabulary logits.
+    cache_features, fused_loss = _fast_path_switches(config, spec, vision_frozen, gpu)
+
     # Activations.
     checkpointing = t.gradient_checkpointing
     vision_graph = (not vision_frozen) or (checkpointing if frozen_vision_graph is None else frozen_vision_graph)
+    vision_graph = vision_graph and not cache_features
     vision = _vision_bytes(spec, patches, batch * image["tokens"], act, graph=vision_graph,
                            checkpointing=checkpointing, trainable=not vision_frozen)
-    inputs = _pixel_bytes(spec, image["patches"]) * batch + 64 * tokens   # pixels; ids, masks, positions
+    if cache_features:   # the batch carries the tower's output (image tokens x hidden) instead of pixels
+        inputs = batch * image["tokens"] * text["hidden_size"] * act + 64 * tokens
+    else:
+        inputs = _pixel_bytes(spec, image["patches"]) * batch + 64 * tokens   # pixels; ids, masks, positions
     h = text["hidden_size"]
     if encoder_decoder:
         per_sample = _encoder_decoder_bytes(text, act=act, lora_in=lora_in, mask=mask, targets=targets,
@@ -295,8 +334,11 @@ def estimate_training_memory(config: RunConfig, image_size: tuple[int, int] | No
         outside = (2 * act * h + 2 * act * h) * tokens               # embeddings, final norms
     else:
         shapes = spec["lora"][0]["modules"]
-        layer = _decoder_layer_bytes(text, act=act, norm=norm, lora_in=lora_in, mask=mask, targets=targets,
-                                     shapes=shapes, full_finetune=not m.use_lora)
+        # liger's patch also swaps RMSNorm (saves its input in the activation dtype) and SwiGLU (saves
+        # gate and up, recomputes the activation).
+        layer = _decoder_layer_bytes(text, act=act, norm=act if fused_loss else norm, lora_in=lora_in, mask=mask,
+                                     targets=targets, shapes=shapes, full_finetune=not m.use_lora,
+                                     mlp_saved=2 if fused_loss else 3)
         layers = text["num_hidden_layers"]
         stored = (layers * act * h if checkpointing else layers * layer) * tokens
         one_layer = layer * tokens
@@ -311,6 +353,12 @@ def estimate_training_memory(config: RunConfig, image_size: tuple[int, int] | No
     vocab = text["vocab_size"]
     logits_peak = (12 + (act if keep_logits else 0)) * vocab * logit_tokens
     logits_kept = (act if keep_logits else 0) * vocab * logit_tokens
+    if fused_loss:
+        # liger's fused linear cross-entropy: logits of one chunk of tokens at a time (chunk x vocab ~
+        # tokens x hidden, act + fp32 copies), and the hidden states' gradient it keeps for backward.
+        chunk = 2 ** math.ceil(math.log2(max(1, math.ceil(logit_tokens / math.ceil(vocab / h)))))
+        logits_peak = (act + 4) * chunk * vocab + act * h * logit_tokens
+        logits_kept = act * h * logit_tokens
     # Two candidate peaks: inside the loss's backward, or while the last layer is back-propagated: its
     # gradient temporaries (~1/4 of its saved bytes, measured on the tiny model) on top of what is
     # stored, plus - with checkpointing - the layer's recomputed activations.
@@ -351,7 +399,9 @@ def estimate_training_memory(config: RunConfig, image_size: tuple[int, int] | No
                       "tokens": image["tokens"]},
             "text_tokens": text_tokens,
             "decoder_tokens": dec or None,
-            "keep_logits": keep_logits,
+            "keep_logits": keep_logits and not fused_loss,
+            "cache_vision_features": cache_features,
+            "fused_cross_entropy": fused_loss,
             "peak_phase": peak_phase,
             "optimizer": "torch AdamW (2 states per trainable parameter, in its dtype)",
             "overhead": (f"{ALLOCATOR_SLACK:.0%} allocator slack + "

@@ -187,14 +187,20 @@ def build_trainer(config: RunConfig, wrapper: VLMWrapper, train_records, run_dir
         # also hooks the vision patch embedding, making a frozen tower keep its activations.
         wrapper.model.get_input_embeddings().register_forward_hook(
             lambda module, inputs, output: output.requires_grad_(True))
+    from .features import prepare_fast_path
+
+    # training.cache_vision_features / fused_cross_entropy: cached tower features, liger's fused loss.
+    collator, fast_path = prepare_fast_path(config, wrapper, train_records, run_dir,
+                                            UICollator(wrapper, config.training.max_length))
     trainer = Trainer(
         model=wrapper.model,
         args=training_arguments(config, run_dir / "checkpoints"),
         train_dataset=train_records,
-        data_collator=UICollator(wrapper, config.training.max_length),
+        data_collator=collator,
         callbacks=[history, CheckpointSealer(),
                    TensorBoardCallback(SummaryWriter(str(run_dir / "logs" / "tensorboard")))],
     )
+    trainer.fast_path = fast_path
     return trainer, history
 
 
@@ -224,6 +230,7 @@ def train(config: RunConfig, wrapper: VLMWrapper, train_records, run_dir: str | 
         "steps": history.steps,
         "losses": history.losses,
         "runtime_s": output.metrics.get("train_runtime"),
+        "fast_path": getattr(trainer, "fast_path", None),
     }
 
 

@@ -1,0 +1,37 @@
+"""Models shipped inside the repository, trained with the project's own code.
+
+``uivlm/tiny-qwen2-vl-ui`` is meant to be a tiny Qwen2-VL pretrained from random weights on task
+screens by :mod:`.pretrain` (how, and how well: ``models/tiny-qwen2-vl-ui/TRAINING.md``); no run has
+produced a usable one yet, so the folder may be missing. Its folder is an ordinary Hugging Face
+checkpoint (config, safetensors, tokenizer, processor), so
+``VLMWrapper(model_name=shipped_model_path("uivlm/tiny-qwen2-vl-ui"))`` or
+``AutoModelForImageTextToText.from_pretrained`` load it like a Hub model, offline.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+
+#: Public name -> folder in the repository.
+SHIPPED_MODELS = {
+    "uivlm/tiny-qwen2-vl-ui": _REPO_ROOT / "models" / "tiny-qwen2-vl-ui",
+}
+
+
+def shipped_model_path(name: str) -> Path:
+    """The folder of a shipped model.
+
+    Raises:
+        ValueError: ``name`` is not a shipped model (the message lists them).
+        FileNotFoundError: the folder or its weights are missing (e.g. a non-editable install that
+            did not copy ``models/``).
+    """
+    if name not in SHIPPED_MODELS:
+        raise ValueError(f"{name!r} is not a shipped model; shipped models: {sorted(SHIPPED_MODELS)}")
+    path = SHIPPED_MODELS[name]
+    if not (path / "model.safetensors").is_file():
+        raise FileNotFoundError(f"{name}: no weights at {path}; the repository's models/ folder is missing "
+                                "(install the project in editable mode from a full checkout)")
+    return path
