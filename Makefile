@@ -35,7 +35,7 @@ test: setup system-deps
 	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
 
 lab: setup
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 clean-notebooks: setup
 	$(PY) -m uivlm_helpers.nbclean notebooks/*.ipynb
