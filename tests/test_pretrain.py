@@ -257,3 +257,20 @@ def test_shipped_base_reproduces_its_recorded_heldout_accuracy():
     metrics = compute_metrics(predict_records(agent, records, batch_size=16, progress=False))
     assert metrics["parse_rate"] >= small["parse_rate"] - 0.05
     assert abs(metrics["click_accuracy"] - small["click_accuracy"]) <= small["tolerance"], metrics
+
+
+def test_task_screens_are_a_run_data_source(tmp_path: Path):
+    from uivlm_helpers import run_data
+    from uivlm_helpers.config import load_config
+    from uivlm_helpers.workbook import RunPaths
+
+    paths = RunPaths(tmp_path / "run")
+    config = load_config({"data": {"source": "tasks:colour,kind", "train_size": 8, "eval_size": 4, "seed": 3}})
+    run_data.prepare_data(config, paths)
+    train, test = run_data.load_split(paths, "train"), run_data.load_split(paths, "test")
+    assert len(train) == 8 and len(test) == 4
+    assert {r["source"] for r in train + test} <= {"synthetic-colour", "synthetic-kind"}
+    assert run_data.task_families("tasks") == list(synth_tasks.FINETUNE_FAMILIES)
+    assert run_data.task_families("synthetic") is None
+    with pytest.raises(ValueError, match=r"unknown: \['shape'\]"):
+        run_data.task_families("tasks:colour,shape")

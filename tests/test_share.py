@@ -69,3 +69,45 @@ def test_failed_push_says_what_to_do_hides_the_token_and_keeps_the_folder(shared
 def test_nothing_to_share_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing to share"):
         share.upload_plan(tmp_path / "missing")
+
+
+def test_qlora_adapter_merges_into_a_full_precision_copy_of_the_base(tmp_path):
+    import json
+
+    import torch
+    from PIL import Image
+
+    from uivlm_helpers.wrapper import VLMWrapper
+
+    agent = VLMWrapper("uivlm/tiny-qwen2-vl", load_in_4bit=True, use_lora=True, lora_config={"r": 4})
+    torch.manual_seed(0)
+    with torch.no_grad():  # a non-zero adapter, so that merging it changes the weights
+        for name, param in agent.model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.05)
+    adapter_dir = agent.save_pretrained(tmp_path / "adapter")
+
+    merged_dir = share.save_agent(agent, tmp_path / "merged", merge=True)
+    assert agent.has_adapter and agent.model.is_quantized  # the trained agent is left as it was
+    config = json.loads((merged_dir / "config.json").read_text())
+    assert "quantization_config" not in config
+    merged = VLMWrapper(str(merged_dir))
+    assert not merged.has_adapter and not getattr(merged.model, "is_quantized", False)
+    assert all(p.dtype == torch.float32 for p in merged.model.parameters())
+
+    # The merged weights answer like the adapter on the full-precision base (not on the 4-bit one).
+    reference = VLMWrapper(str(adapter_dir))
+    image = Image.new("RGB", (224, 224), (240, 240, 240))
+    with torch.no_grad():
+        expected = reference.forward([image], ["Click the Save button"], ["click(10, 20)"])["logits"]
+        got = merged.forward([image], ["Click the Save button"], ["click(10, 20)"])["logits"]
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_adapter_only_share_is_small_and_loads_with_its_base(tmp_path):
+    from uivlm_helpers.wrapper import VLMWrapper
+
+    agent = VLMWrapper("uivlm/tiny-qwen2-vl", use_lora=True, lora_config={"r": 4})
+    folder = share.save_agent(agent, tmp_path / "adapter", merge=False)
+    assert (folder / "adapter_model.safetensors").is_file() and not (folder / "model.safetensors").exists()
+    assert VLMWrapper(str(folder)).has_adapter

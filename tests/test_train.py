@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 from uivlm_helpers import run_data
 from uivlm_helpers.config import load_config
-from uivlm_helpers.train import COMPLETE_MARKER, last_complete_checkpoint, train
+from uivlm_helpers.train import COMPLETE_MARKER, last_complete_checkpoint, train, training_arguments
 from uivlm_helpers.workbook import REPO_ROOT, RunPaths
 from uivlm_helpers.wrapper import VLMWrapper
 
@@ -160,3 +160,36 @@ def test_same_seed_same_result_different_seed_different(tmp_path, records):
 def test_mixed_precision_without_a_gpu_is_a_clear_error(tmp_path, records):
     with pytest.raises(ValueError, match="training.mixed_precision='bf16' needs a CUDA GPU"):
         _run_option(tmp_path, records, training={"mixed_precision": "bf16"})
+
+
+def test_full_fine_tune_resumes_with_the_checkpointed_weights(tmp_path):
+    # A full fine-tune's checkpoint holds the whole model under the checkpoint's key names; a resume
+    # that failed to load them would silently continue from the initial weights.
+    paths = _make_run(tmp_path / "full", max_steps=6, checkpoint_interval=3)
+    config = load_config(paths.config)
+    config.model.use_lora = False
+    records = run_data.load_split(paths, "train")
+    straight = VLMWrapper.from_config(config)
+    initial = {k: v.clone() for k, v in straight.model.state_dict().items()}
+    train(config, straight, records, paths.root)
+    expected = straight.model.state_dict()
+
+    shutil.rmtree(paths.checkpoints / "checkpoint-6")
+    resumed = VLMWrapper.from_config(config)
+    summary = train(config, resumed, records, paths.root, resume=True)
+    assert summary["global_step"] == 6
+    got = resumed.model.state_dict()
+    moved = [k for k in expected if not torch.equal(expected[k], initial[k])]
+    assert moved, "training changed no weight"
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=1e-5, atol=1e-6)
+
+
+def test_dataloader_workers_prepare_batches_in_other_processes(tmp_path):
+    paths = _make_run(tmp_path / "workers", max_steps=2, checkpoint_interval=2, dataloader_num_workers=2)
+    config = load_config(paths.config)
+    assert config.training.dataloader_num_workers == 2
+    trainer_args = training_arguments(config, paths.checkpoints)
+    assert trainer_args.dataloader_num_workers == 2 and trainer_args.dataloader_persistent_workers
+    summary = train(config, VLMWrapper.from_config(config), run_data.load_split(paths, "train"), paths.root)
+    assert summary["global_step"] == 2 and all(loss == loss for loss in summary["losses"])

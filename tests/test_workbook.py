@@ -73,6 +73,18 @@ def test_merged_model_reproduces_the_evaluation(run_dir):
 
 
 @pytest.mark.slow
+def test_shared_folder_reloaded_in_a_new_process_reproduces_04(run_dir):
+    script = ("import json, sys; from uivlm_helpers import share; from uivlm_helpers.wrapper import VLMWrapper; "
+              "agent = VLMWrapper(sys.argv[1]); "
+              "print(json.dumps(share.reproduces_predictions(agent, sys.argv[2])))")
+    done = subprocess.run([sys.executable, "-c", script, str(run_dir / "share"),
+                           str(run_dir / "eval" / "predictions.jsonl")],
+                          check=True, capture_output=True, text=True, cwd=workbook.REPO_ROOT)
+    check = json.loads(done.stdout.strip().splitlines()[-1])
+    assert check["n"] == SMALL["EVAL_SAMPLES"] and check["all_identical"], check
+
+
+@pytest.mark.slow
 def test_the_hub_token_is_nowhere_in_the_run_folder(run_dir):
     files = [p for p in run_dir.rglob("*") if p.is_file()]
     assert len(files) > 20

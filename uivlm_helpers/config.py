@@ -70,6 +70,8 @@ class TrainingSettings:
     mixed_precision: str = "no"
     logging_steps: int = 5
     seed: int = 0
+    # Processes that prepare batches beside training (0: in the training process). Worth it on a GPU.
+    dataloader_num_workers: int = 0
     max_length: int | None = 2048
     # The fast training path (uivlm_helpers.features): "auto", "true" or "false" (YAML true/false work too).
     # Cache the frozen vision tower's features on disk instead of recomputing them every step.
@@ -249,6 +251,11 @@ def validate(config: RunConfig) -> RunConfig:
                        ("model.max_new_tokens", m.max_new_tokens)]:
         if value < 1:
             raise ConfigError(f"{key}: expected a positive number, got {value}")
+    from transformers import SchedulerType
+
+    _check_choice(t.lr_scheduler, [s.value for s in SchedulerType], "training.lr_scheduler")
+    if t.dataloader_num_workers < 0:
+        raise ConfigError(f"training.dataloader_num_workers: expected 0 or more, got {t.dataloader_num_workers}")
     if not 0 <= m.lora_config.lora_dropout < 1:
         raise ConfigError(f"model.lora_config.lora_dropout: expected 0 <= value < 1, got {m.lora_config.lora_dropout}")
     if config.algorithm.learning_rate <= 0:

@@ -20,7 +20,7 @@ module only adds what pretraining needs around it:
   measured speed and recorded in ``plan.json``);
 * click accuracy on held-out screens every ``eval_every`` steps (``curve.json``, ``curve.png``);
 * resume: Trainer checkpoints in ``run_dir/checkpoints``; ``--resume`` continues from the newest
-  (with the weights loaded correctly, see :func:`load_checkpoint_weights`).
+  (with the weights loaded correctly, see :class:`.train.UITrainer`).
 
 The result is saved like a Hub checkpoint (config, safetensors, tokenizer, processor): it loads
 with ``VLMWrapper(model_name=<folder>)`` / ``from_pretrained``.
@@ -71,7 +71,8 @@ class PretrainOptions:
     family: str = "qwen2_vl"
     shape: str = "small"
     seed: int = 0
-    image_size: int = 224
+    image_size: int = 224          # side of the drawn screens (pixels)
+    input_side: int = 0            # side the processor resizes them to (its max_pixels = side^2); 0: image_size
     families: list[str] = field(default_factory=lambda: list(synth_tasks.PRETRAIN_FAMILIES))
     family_weights: list[float] | None = None
     n_widgets: list[int] = field(default_factory=lambda: [3, 5])
@@ -98,6 +99,7 @@ class PretrainOptions:
 # --- model -----------------------------------------------------------------------------------------
 
 def recipe_for(shape: str, seed: int = 0, image_size: int = 224) -> dict:
+    # image_size here is the processor's input side: screens larger than it are scaled down to it.
     """The :mod:`.tiny` Qwen2-VL recipe with the dimensions of ``SHAPES[shape]``."""
     from .tiny import TINY_QWEN2_VL_RECIPE
 
@@ -108,6 +110,7 @@ def recipe_for(shape: str, seed: int = 0, image_size: int = 224) -> dict:
     base["text"].update(SHAPES[shape]["text"])
     base["vision"].update(SHAPES[shape]["vision"])
     base["max_pixels"] = image_size * image_size
+    base["min_pixels"] = min(base["min_pixels"], base["max_pixels"])
     return base
 
 
@@ -160,8 +163,8 @@ class TaskStream(torch.utils.data.Dataset):
     def __getitem__(self, index):
         o = self.options
         families, weights, n_widgets = o.families, o.family_weights, tuple(o.n_widgets)
-        if self.single.value:  # one widget: it can be named by its label or its kind, not its place
-            keep = [i for i, f in enumerate(families) if f in ("label", "kind")] or [0]
+        if self.single.value:  # one widget: named by its label, kind or colour, not its place
+            keep = [i for i, f in enumerate(families) if f in ("label", "kind", "colour")] or [0]
             families = [families[i] for i in keep]
             weights = [weights[i] for i in keep] if weights else None
             n_widgets = (1, 1)
@@ -398,7 +401,8 @@ def pretrain(options: PretrainOptions, run_dir: str | Path, out_dir: str | Path 
     options_file.write_text(json.dumps(asdict(options), indent=2))
 
     torch.manual_seed(options.seed)
-    init = build_initial_checkpoint(run_dir / "init", options.shape, options.seed, options.image_size)
+    init = build_initial_checkpoint(run_dir / "init", options.shape, options.seed,
+                                    options.input_side or options.image_size)
     config = run_config(options, init)
     wrapper = VLMWrapper.from_config(config)
     total = options.max_steps * options.batch_size
@@ -428,8 +432,6 @@ def pretrain(options: PretrainOptions, run_dir: str | Path, out_dir: str | Path 
 
         trainer.create_scheduler = create_scheduler
         trainer.add_callback(TimeBudget(schedule, options.time_budget_s, options.max_steps, run_dir))
-    trainer._load_from_checkpoint = lambda checkpoint, model=None: load_checkpoint_weights(
-        model or trainer.model, checkpoint)
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(CurriculumCallback(stream, options.coarse_steps, options.coarse_fraction, schedule,
                                             options.single_steps))
@@ -447,20 +449,6 @@ def pretrain(options: PretrainOptions, run_dir: str | Path, out_dir: str | Path 
     return {"global_step": output.global_step, "train_loss": output.training_loss,
             "resumed_from": int(checkpoints[-1].name.split("-")[1]) if resume_from else None,
             "runtime_s": round(time.time() - started, 1), "out_dir": str(out), "curve": curve}
-
-
-def load_checkpoint_weights(model, checkpoint: str | Path) -> None:
-    """Load a Trainer checkpoint's weights into ``model`` (strictly).
-
-    ``Trainer`` resumes a full fine-tune with a raw ``load_state_dict(strict=False)``; transformers 5
-    saves Qwen2-VL under its original key names (``visual.*``, ``model.layers.*``) while the module
-    names are ``model.visual.*``, ``model.language_model.*``, so no weight matched and the resumed run
-    silently restarted from the initial weights. ``from_pretrained`` applies the key mapping.
-    """
-    from transformers import AutoModelForImageTextToText
-
-    loaded = AutoModelForImageTextToText.from_pretrained(str(checkpoint), dtype=torch.float32)
-    model.load_state_dict(loaded.state_dict(), strict=True)
 
 
 def save_base(wrapper, out_dir: str | Path, dtype: str = "float16") -> Path:
@@ -509,7 +497,7 @@ def _parse(argv=None):
     p.add_argument("--run-dir", default="runs/pretrain", help="checkpoints, logs and the accuracy curve")
     p.add_argument("--out", default=None, help="where the final model goes (default RUN_DIR/final)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in RUN_DIR")
-    for name in ("seed", "image_size", "max_steps", "batch_size", "warmup_steps", "coarse_steps", "single_steps",
+    for name in ("seed", "image_size", "input_side", "max_steps", "batch_size", "warmup_steps", "coarse_steps", "single_steps",
                  "eval_every",
                  "eval_size", "checkpoint_every", "workers"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
@@ -524,7 +512,7 @@ def _parse(argv=None):
     p.add_argument("--mixed-precision", default=defaults.mixed_precision, choices=("no", "bf16", "fp16"))
     a = p.parse_args(argv)
     options = PretrainOptions(
-        family=a.family, shape=a.shape, seed=a.seed, image_size=a.image_size, families=a.families.split(","),
+        family=a.family, shape=a.shape, seed=a.seed, image_size=a.image_size, input_side=a.input_side, families=a.families.split(","),
         family_weights=[float(w) for w in a.family_weights.split(",")] if a.family_weights else None,
         n_widgets=[int(v) for v in a.n_widgets.split(",")], max_steps=a.max_steps, batch_size=a.batch_size,
         learning_rate=a.learning_rate, weight_decay=a.weight_decay, adam_beta2=a.adam_beta2,

@@ -24,6 +24,9 @@ def prepare_data(config: RunConfig, paths: RunPaths) -> dict[str, Path]:
     ``config.data.source`` is one of:
 
     * ``"synthetic"``: screens generated from ``config.data`` (sizes, image size, seed);
+    * ``"tasks"`` or ``"tasks:colour,kind,..."``: task screens (:mod:`.synth_tasks`: 3 or more large
+      widgets, the target named by the instruction families listed; default
+      :data:`.synth_tasks.FINETUNE_FAMILIES`), sized like ``"synthetic"``;
     * ``"miniwob"`` or ``"miniwob:click-test,enter-text,..."``: MiniWoB++ oracle demonstrations
       recorded in a headless Chromium (see :func:`prepare_miniwob`; needs ``make system-deps``);
     * a folder holding ``train.jsonl`` and ``test.jsonl`` (e.g. written by :mod:`.converters`),
@@ -34,17 +37,48 @@ def prepare_data(config: RunConfig, paths: RunPaths) -> dict[str, Path]:
         splits = synth.make_splits(paths.data, seed=d.seed, n_train=d.train_size, n_eval=d.eval_size,
                                    image_size=(d.image_width, d.image_height))
         return {name: Path(p) for name, p in splits.items()}
+    families = task_families(d.source)
+    if families is not None:
+        from . import synth_tasks
+
+        splits = synth_tasks.make_task_splits(paths.data, seed=d.seed, n_train=d.train_size, n_eval=d.eval_size,
+                                              image_size=(d.image_width, d.image_height), families=families)
+        return {name: Path(p) for name, p in splits.items()}
     tasks = miniwob_tasks(d.source)
     if tasks is not None:
         return prepare_miniwob(paths, tasks, train_size=d.train_size, eval_size=d.eval_size, seed=d.seed)
     folder = Path(d.source)
     missing = [f for f in SPLIT_FILES.values() if not (folder / f).is_file()]
     if missing:
-        raise FileNotFoundError(f"data.source={d.source!r}: expected 'synthetic', 'miniwob[:task,...]' or a "
+        raise FileNotFoundError(f"data.source={d.source!r}: expected 'synthetic', 'tasks[:family,...]', "
+                                f"'miniwob[:task,...]' or a "
                                 f"folder holding {list(SPLIT_FILES.values())}; missing {missing}")
     paths.data.mkdir(parents=True, exist_ok=True)
     (paths.data / "source.txt").write_text(str(folder.resolve()))
     return {name: folder / f for name, f in SPLIT_FILES.items()}
+
+
+TASKS_SOURCE = "tasks"
+
+
+def task_families(source: str) -> list[str] | None:
+    """The instruction families a ``data.source`` of task screens names, or None for other sources.
+
+    Raises:
+        ValueError: an unknown family (the message lists them).
+    """
+    from .synth_tasks import FAMILIES, FINETUNE_FAMILIES
+
+    if source != TASKS_SOURCE and not source.startswith(TASKS_SOURCE + ":"):
+        return None
+    if source == TASKS_SOURCE:
+        return list(FINETUNE_FAMILIES)
+    families = [f.strip() for f in source.split(":", 1)[1].split(",") if f.strip()]
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown or not families:
+        raise ValueError(f"data.source={source!r}: expected 'tasks' or 'tasks:<family>,...' with families from "
+                         f"{list(FAMILIES)}; unknown: {unknown}")
+    return families
 
 
 MINIWOB_SOURCE = "miniwob"

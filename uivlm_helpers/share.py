@@ -18,8 +18,33 @@ REPO_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$
 
 
 def merge_and_save(wrapper: VLMWrapper, folder: str | Path) -> Path:
-    """Merge the wrapper's LoRA adapter into its base and save a standalone agent (safetensors)."""
+    """Merge the wrapper's LoRA adapter into its base and save a standalone agent (safetensors).
+
+    A quantized base (QLoRA, 8-bit) is not merged into: its rounded weights would be saved. The
+    adapter is merged into a full-precision copy of the base instead (in the wrapper's
+    ``torch_dtype``), loaded afresh; ``wrapper`` itself is left as it was.
+    """
+    if not wrapper.has_adapter:
+        raise ValueError("nothing to merge: the agent has no LoRA adapter (a full fine-tune is saved as it is; "
+                         "use save_agent(..., merge=False))")
+    if getattr(wrapper.model, "is_quantized", False):
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as adapter_dir:
+            wrapper.save_pretrained(adapter_dir)
+            dtype = "float32" if wrapper.torch_dtype == "auto" else wrapper.torch_dtype
+            full = VLMWrapper(adapter_dir, device="cpu", torch_dtype=dtype)
+            full.merge_lora()
+            return full.save_pretrained(folder)
     wrapper.merge_lora()
+    return wrapper.save_pretrained(folder)
+
+
+def save_agent(wrapper: VLMWrapper, folder: str | Path, merge: bool = True) -> Path:
+    """Save what is shared: the base with the adapter merged in (``merge``), or the adapter alone
+    (small; loading it fetches the base model named in its ``uivlm_agent.json``)."""
+    if merge and wrapper.has_adapter:
+        return merge_and_save(wrapper, folder)
     return wrapper.save_pretrained(folder)
 
 

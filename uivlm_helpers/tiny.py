@@ -73,10 +73,32 @@ wait(1) done() {"type": "click", "x": 100, "y": 200} {"type": "type", "text": "h
 system user assistant Example Answer Action The answer is
 """
 
+
+def _workbook_phrases() -> str:
+    """The default task prompt in each format and coordinate space, and the task screens' words.
+
+    Repeated so that BPE merges them into whole-word tokens: the default prompt then costs about as
+    many tokens as it would with a real model's tokenizer (a quarter of a character-level split).
+    """
+    from .config import DEFAULT_TASK_PROMPT
+    from .prompts import COORDINATE_HINTS, FORMAT_HINTS
+    from .synth_tasks import LABELS, PALETTE
+
+    prompts = [DEFAULT_TASK_PROMPT.format(instruction="", format_hint=f, coordinate_hint=c)
+               for f in FORMAT_HINTS.values() for c in COORDINATE_HINTS.values()]
+    words = [f"Click the {colour} {noun} one element" for colour in PALETTE
+             for noun in ("button", "text field", "link", "checkbox", "icon")]
+    words += [" ".join(labels) for labels in LABELS.values()]
+    words += ["Tap the only topmost bottom leftmost rightmost fifth sixth last"]
+    return "\n".join(prompts * 8 + words * 4)
+
+
+_TOKENIZER_CORPUS += _workbook_phrases()
+
 TINY_QWEN2_VL_RECIPE = {
     "family": "qwen2_vl",
     "seed": 0,
-    "bpe_vocab_size": 600,
+    "bpe_vocab_size": 900,
     "text": {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2,
              "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 4096,
              # M-RoPE sections (temporal, height, width) must sum to head_dim / 2 = 16.
@@ -173,7 +195,7 @@ def _build_qwen2_vl(out_dir: Path, recipe: dict) -> None:
 TINY_QWEN2_5_VL_RECIPE = {
     "family": "qwen2_5_vl",
     "seed": 0,
-    "bpe_vocab_size": 600,
+    "bpe_vocab_size": 900,
     "text": TINY_QWEN2_VL_RECIPE["text"],
     # Qwen2.5-VL's ViT: RMSNorm + SwiGLU blocks, window attention except in the full-attention blocks.
     "vision": {"depth": 2, "hidden_size": 128, "intermediate_size": 256, "num_heads": 4, "patch_size": 14,
@@ -450,7 +472,7 @@ _FLORENCE_TASK_TOKENS = ["<od>", "</od>", "<ocr>", "</ocr>", "<cap>", "</cap>", 
 TINY_FLORENCE2_RECIPE = {
     "family": "florence2",
     "seed": 0,
-    "bpe_vocab_size": 600,
+    "bpe_vocab_size": 900,
     # BART encoder-decoder language model.
     "text": {"d_model": 128, "encoder_layers": 2, "decoder_layers": 2, "encoder_attention_heads": 4,
              "decoder_attention_heads": 4, "encoder_ffn_dim": 256, "decoder_ffn_dim": 256,

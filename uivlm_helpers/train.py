@@ -163,13 +163,39 @@ def training_arguments(config: RunConfig, output_dir: Path) -> TrainingArguments
         seed=t.seed,
         data_seed=t.seed,
         remove_unused_columns=False,
-        dataloader_num_workers=0,
+        dataloader_num_workers=t.dataloader_num_workers,
+        dataloader_persistent_workers=t.dataloader_num_workers > 0,
         report_to="none",
         disable_tqdm=False,
         # On CPU this also makes several launched processes train together (DDP over gloo).
         use_cpu=config.model.device == "cpu",
         **precision,
     )
+
+
+class UITrainer(Trainer):
+    """``Trainer`` that resumes a full fine-tune with the weights it saved.
+
+    ``Trainer`` reloads a full model checkpoint with a raw ``load_state_dict(strict=False)``;
+    transformers 5 saves models such as Qwen2-VL under their original key names (``visual.*``,
+    ``model.layers.*``) while the module names are ``model.visual.*``, ``model.language_model.*``, so
+    nothing matched and a resumed run silently restarted from the initial weights. ``from_pretrained``
+    applies the key mapping; the loaded weights must then cover the model exactly.
+    """
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        folder = Path(resume_from_checkpoint)
+        if (folder / "config.json").is_file() and not list(folder.glob("adapter_model.*")):
+            load_checkpoint_weights(model if model is not None else self.model, folder)
+        else:
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+
+def load_checkpoint_weights(model, checkpoint: str | Path) -> None:
+    """Load a full-model checkpoint (``save_pretrained`` layout) into ``model``, strictly."""
+    dtype = next(model.parameters()).dtype
+    loaded = type(model).from_pretrained(str(checkpoint), dtype=dtype)
+    model.load_state_dict(loaded.state_dict(), strict=True)
 
 
 def build_trainer(config: RunConfig, wrapper: VLMWrapper, train_records, run_dir: str | Path,
@@ -192,7 +218,7 @@ def build_trainer(config: RunConfig, wrapper: VLMWrapper, train_records, run_dir
     # training.cache_vision_features / fused_cross_entropy: cached tower features, liger's fused loss.
     collator, fast_path = prepare_fast_path(config, wrapper, train_records, run_dir,
                                             UICollator(wrapper, config.training.max_length))
-    trainer = Trainer(
+    trainer = UITrainer(
         model=wrapper.model,
         args=training_arguments(config, run_dir / "checkpoints"),
         train_dataset=train_records,

@@ -29,10 +29,15 @@ def loss_curve_figure(steps, losses, title: str = "training loss"):
     return fig
 
 
-def save_figure(fig, path: str | Path) -> Path:
+def save_figure(fig, path: str | Path, close: bool = False) -> Path:
+    """Write ``fig`` as a PNG (creating folders); ``close`` keeps a notebook from showing it again."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
+    if close:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
     return path
 
 
@@ -77,8 +82,8 @@ def gallery(rows: list[dict], path: str | Path | None = None, columns: int = 3, 
         ax.axis("off")
     for ax, row in zip(axes.flat, rows):
         ax.imshow(overlay_for_row(row))
-        verdict = "✓" if row.get("correct") else "✗"
-        ax.set_title(f"{verdict} {row['instruction'][:34]}\n{(row.get('raw_text') or '')[:34]!r}", fontsize=7)
+        verdict = {None: "", True: "✓ ", False: "✗ "}[None if row.get("correct") is None else bool(row["correct"])]
+        ax.set_title(f"{verdict}{row['instruction'][:34]}\n{(row.get('raw_text') or '')[:34]!r}", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
     # leave the top strip to the title so it does not cover the captions

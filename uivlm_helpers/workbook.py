@@ -51,12 +51,17 @@ PARAMETER_KEYS = {
     "MIXED_PRECISION": "training.mixed_precision",
     "WARMUP_STEPS": "training.warmup_steps",
     "SEED": "training.seed",
+    "LR_SCHEDULER": "training.lr_scheduler",
+    "DATALOADER_WORKERS": "training.dataloader_num_workers",
+    "CACHE_VISION_FEATURES": "training.cache_vision_features",
+    "FUSED_CROSS_ENTROPY": "training.fused_cross_entropy",
     "LEARNING_RATE": "algorithm.learning_rate",
     "EVAL_SAMPLES": "evaluation.max_samples",
     "FEW_SHOT": "few_shot",
     "REPO_ID": "share.repo_id",
     "PUSH_TO_HUB": "share.push",
     "PRIVATE": "share.private",
+    "MERGE": "share.merge",
 }
 # Parameters that steer a notebook without being part of the configuration.
 CONTROL_PARAMETERS = {"RUN_DIR", "CONFIG_FILE", "INTERACTIVE"}
