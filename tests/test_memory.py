@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from uivlm_helpers import memory, model_configs
-from uivlm_helpers.config import RunConfig
+from uivlm_helpers.config import RunConfig, load_config
+from uivlm_helpers.tiny import TINY_MODELS
 
 MEASURED = Path(__file__).resolve().parents[1].parent / "shared" / "measured" / "gpu_anchor_2b_h100.jsonl"
 QWEN_2B = "Qwen/Qwen2-VL-2B-Instruct"
@@ -61,7 +62,7 @@ def test_tiny_spec_counts_the_real_checkpoint(tiny_path):
     with safe_open(str(tiny_path / "model.safetensors"), "pt") as weights:
         stored = sum(_numel(weights.get_slice(k).get_shape()) for k in weights.keys())
     spec = model_configs.architecture_spec("uivlm/tiny-qwen2-vl")
-    assert spec["params"]["total"] == stored == 1_118_080
+    assert spec["params"]["total"] == stored == 1_139_840
     assert spec["image_tokens"]["max_pixels"] == 224 * 224
 
 
@@ -70,6 +71,79 @@ def _numel(shape):
     for d in shape:
         n *= d
     return n
+
+
+@pytest.mark.parametrize("name", list(TINY_MODELS))
+def test_tiny_spec_counts_match_the_loaded_model(name):
+    """Every embedded tiny model: the spec's counts are the loaded model's, split where the wrapper freezes."""
+    from uivlm_helpers.wrapper import VLMWrapper
+
+    wrapper = VLMWrapper(name)
+    vision_names = set(wrapper.adapter.vision_parameter_names(wrapper.model))
+    loaded = {"vision": 0, "text": 0}
+    for param_name, param in wrapper.model.named_parameters():   # tied weights are listed once
+        loaded["vision" if param_name in vision_names else "text"] += param.numel()
+    params = model_configs.architecture_spec(name)["params"]
+    assert (params["total"], params["vision"], params["text"]) == (sum(loaded.values()), loaded["vision"],
+                                                                   loaded["text"])
+    view = memory.EstimateView(load_config({"model": {"name": name}}), gpu_gib=24.0)
+    assert view.estimate["params"] == params["total"] and view.text.splitlines()[-1].startswith("fits")
+
+
+@pytest.mark.parametrize("name,tokens", [("uivlm/tiny-llava", 64), ("uivlm/tiny-idefics2", 16),
+                                         ("uivlm/tiny-florence2", 17), ("uivlm/tiny-paligemma", 64)])
+def test_tiny_image_tokens_follow_the_processor(name, tokens):
+    """The spec's image tokens are what the checkpoint's processor puts in the sequence for a screenshot."""
+    from PIL import Image
+
+    from uivlm_helpers.wrapper import VLMWrapper
+
+    wrapper = VLMWrapper(name)
+    image_token = wrapper.processor.tokenizer.convert_tokens_to_ids(wrapper.processor.image_token)
+    batch = wrapper.encode([Image.new("RGB", (320, 200), "white")], ["Click the Save button"], ["click(1, 2)"])
+    spec = model_configs.architecture_spec(name)
+    count = model_configs.image_token_count(spec, 320, 200)
+    assert count["tokens"] == tokens == int((batch["input_ids"] == image_token).sum())
+
+
+# llava-hf/llava-1.5-7b-hf's config.json as transformers 4 wrote it: the Llama dimensions equal to
+# LlamaConfig's defaults (4096 hidden, 32 layers...) are left out.
+LLAVA_15_7B_CONFIG = {
+    "architectures": ["LlavaForConditionalGeneration"], "ignore_index": -100, "image_token_index": 32000,
+    "model_type": "llava", "pad_token_id": 32001, "projector_hidden_act": "gelu",
+    "text_config": {"_name_or_path": "lmsys/vicuna-7b-v1.5", "architectures": ["LlamaForCausalLM"],
+                    "max_position_embeddings": 4096, "model_type": "llama", "rms_norm_eps": 1e-05,
+                    "torch_dtype": "float16", "vocab_size": 32064},
+    "tie_word_embeddings": False, "torch_dtype": "float16", "transformers_version": "4.36.0.dev0",
+    "vision_config": {"hidden_size": 1024, "image_size": 336, "intermediate_size": 4096,
+                      "model_type": "clip_vision_model", "num_attention_heads": 16, "num_hidden_layers": 24,
+                      "patch_size": 14, "projection_dim": 768, "vocab_size": 32000},
+    "vision_feature_layer": -2, "vision_feature_select_strategy": "default", "vocab_size": 32064,
+}
+
+
+def test_local_llava_folder_reads_like_the_published_spec(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps(LLAVA_15_7B_CONFIG))
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(
+        {"crop_size": {"height": 336, "width": 336}, "do_center_crop": True, "size": {"shortest_edge": 336}}))
+    local = model_configs.architecture_spec(str(tmp_path))
+    published = model_configs.published_config("llava-hf/llava-1.5-7b-hf")
+    for key in ("family", "architecture", "checkpoint_dtype", "vision", "connector", "image_tokens",
+                "token_ids", "params", "lora"):
+        assert local[key] == published[key], key
+    assert {k: local["text"][k] for k in published["text"]} == published["text"]
+
+
+@pytest.mark.parametrize("config,message", [
+    ({"model_type": "llava_next"}, "model_type 'llava_next' from config.json is not supported; supported "
+                                   r"model types: \['qwen2_vl', 'qwen2_5_vl', 'llava', 'idefics2', 'florence2', "
+                                   r"'paligemma'\]"),
+    ({**LLAVA_15_7B_CONFIG, "text_config": {"model_type": "qwen2"}}, "text model 'qwen2'"),
+])
+def test_unsupported_config_json_is_a_clear_error(tmp_path, config, message):
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=f"{tmp_path}: .*{message}"):
+        model_configs.architecture_spec(str(tmp_path))
 
 
 def test_published_config_is_a_fresh_copy_and_unknown_names_fail():
@@ -99,7 +173,7 @@ def test_weights_by_dtype_and_quantization():
     bf16 = memory.estimate_training_memory(_config(model__torch_dtype="bfloat16"), (1288, 728))
     assert bf16["components"]["weights"] == pytest.approx(2_208_985_600 * 2 / gib)
     tiny = memory.estimate_training_memory(RunConfig())
-    assert tiny["components"]["weights"] == pytest.approx(1_118_080 * 4 / gib)
+    assert tiny["components"]["weights"] == pytest.approx(1_139_840 * 4 / gib)
     nf4 = memory.estimate_training_memory(_config(model__torch_dtype="bfloat16", model__load_in_4bit=True), (1288, 728))
     params = model_configs.published_config(QWEN_2B)["params"]
     linear = params["text_linear"] + params["vision_linear"]

@@ -274,3 +274,41 @@ def test_task_screens_are_a_run_data_source(tmp_path: Path):
     assert run_data.task_families("synthetic") is None
     with pytest.raises(ValueError, match=r"unknown: \['shape'\]"):
         run_data.task_families("tasks:colour,shape")
+
+
+def test_target_colours_restrict_what_colour_instructions_name():
+    from uivlm_helpers.synth_tasks import BASE_COLOURS, NEW_COLOURS
+
+    named = set()
+    for i in range(40):
+        ex = task_example("train", 2, i, families=["colour"], n_widgets=(3, 5), colours=NEW_COLOURS)
+        assert ex["colour"] in NEW_COLOURS and ex["colour"] in ex["instruction"]
+        named.add(ex["colour"])
+    assert named == set(NEW_COLOURS)
+    # the other colours stay on the screens as distractors
+    screen_colours = {c for i in range(10) for c in synth_tasks.generate_task_screen(
+        random.Random(i), n_widgets=(5, 6)).colours}
+    assert set(BASE_COLOURS) <= screen_colours
+    with pytest.raises(ValueError, match="colours: choose from"):
+        task_example("train", 2, 0, families=["colour"], colours=["teal"])
+
+
+def test_pretrain_run_writes_the_base_report(tmp_path: Path):
+    from uivlm_helpers.pretrain import PretrainOptions, main
+
+    run, out = tmp_path / "run", tmp_path / "base"
+    main(["--shape", "tiny", "--image-size", "160", "--max-steps", "2", "--batch-size", "2", "--warmup-steps", "1",
+          "--single-steps", "0", "--coarse-steps", "1", "--eval-every", "1", "--eval-size", "2",
+          "--checkpoint-every", "2", "--device", "cpu", "--families", "colour", "--colours", "red,green,blue",
+          "--run-dir", str(run), "--out", str(out), "--report", "--report-size", "4"])
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    assert evaluation["heldout"]["n"] == 4 and evaluation["small_heldout"]["n"] == 4
+    assert 0 <= evaluation["small_heldout"]["click_accuracy"] <= 1
+    records = read_records(out / evaluation["small_heldout"]["file"])
+    assert len(records) == 4 and all(r.source == "synthetic-colour" for r in records)
+    for name in ("TRAINING.md", "curve.json", "curve.png", "train.log", "model.safetensors"):
+        assert (out / name).is_file(), name
+    training = (out / "TRAINING.md").read_text()
+    assert "python -m uivlm_helpers.pretrain --shape tiny" in training and "click accuracy" in training
+    assert [p["step"] for p in json.loads((out / "curve.json").read_text())] == [1, 2]
+    assert PretrainOptions  # the options class the report records

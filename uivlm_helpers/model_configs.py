@@ -11,9 +11,10 @@ checked against a copy of the published file.
   shapes LoRA adapts. Needs no transformers import.
 * :func:`build_config` - the real transformers config object, so a random-weight full-size model can be
   built on a GPU (``AutoModelForImageTextToText.from_config(build_config(name))``) or on the ``meta``
-  device to count parameters.
+  device to count parameters (:func:`config_from_spec` does the same for any spec).
 * :func:`architecture_spec` - the same plain dict for a published name, an embedded tiny model or a local
-  Qwen2-VL / Qwen2.5-VL folder (read from its ``config.json``).
+  checkpoint folder of one of these families (read from its ``config.json`` and processor settings by
+  :func:`spec_from_hf_config`).
 * :func:`image_token_count` - how many image tokens (and vision-tower patches) a screenshot becomes.
 """
 
@@ -337,7 +338,9 @@ def count_parameters(spec: dict) -> dict:
     """Parameter counts of an architecture spec.
 
     Exact formulas for the Qwen2-VL / Qwen2.5-VL families (checked against the real classes on the meta
-    device); pinned meta-device counts for the other published models.
+    device); pinned meta-device counts for the other published models; any other spec of those families
+    (an embedded tiny model, a local checkpoint) is counted by building its transformers model from the
+    spec on the ``meta`` device (see :func:`config_from_spec`; needs transformers).
 
     Returns:
         ``{"total", "vision", "text", "text_linear", "vision_linear", "embedding", "lm_head"}`` where
@@ -350,8 +353,7 @@ def count_parameters(spec: dict) -> dict:
         return counts
     if spec.get("name") in _PINNED_COUNTS:
         return dict(_PINNED_COUNTS[spec["name"]])
-    raise ValueError(f"no parameter count for {spec.get('name')!r} ({spec['family']}): count it with "
-                     "count_parameters_meta(build_config(name))")
+    return _count_on_meta(config_from_spec(spec), _model_class(spec["family"]))
 
 
 def count_parameters_meta(model_name: str) -> dict:
@@ -361,11 +363,14 @@ def count_parameters_meta(model_name: str) -> dict:
     (``visual``, ``vision_tower``, ``vision_model``, ``multi_modal_projector``, ``connector``,
     ``image_projection``/``image_proj_norm``/``image_pos_embed``/``visual_temporal_embed``) vs the rest.
     """
+    return _count_on_meta(build_config(model_name), model_class_for(model_name))
+
+
+def _count_on_meta(config, model_class) -> dict:
+    """:func:`count_parameters_meta`'s counts for a transformers config object and model class."""
     import torch
     from torch import nn
 
-    config = build_config(model_name)
-    model_class = model_class_for(model_name)
     with torch.device("meta"):
         model = model_class(config)
     vision_keys = ("visual", "vision_tower", "vision_model", "multi_modal_projector", "connector",
@@ -434,11 +439,10 @@ def _llama_like(text: dict, model_type: str) -> dict:
               "num_attention_heads": text["num_attention_heads"],
               "num_key_value_heads": text["num_key_value_heads"], "vocab_size": text["vocab_size"],
               "max_position_embeddings": text["max_position_embeddings"], "rms_norm_eps": text["rms_norm_eps"],
-              "hidden_act": text["hidden_act"], "tie_word_embeddings": text["tie_word_embeddings"]}
+              "hidden_act": text["hidden_act"], "tie_word_embeddings": text["tie_word_embeddings"],
+              "head_dim": text["head_dim"], "attention_bias": text["attention_bias"]}
     if "rope_theta" in text:
         config["rope_parameters"] = {"rope_type": "default", "rope_theta": text["rope_theta"]}
-    if model_type == "gemma":
-        config["head_dim"] = text["head_dim"]
     return config
 
 
@@ -463,7 +467,11 @@ def build_config(model_name: str):
     ``AutoModelForImageTextToText.from_config(build_config(name))`` gives the full-size architecture with
     random weights (on a GPU for memory experiments, or inside ``torch.device("meta")`` to count).
     """
-    spec = _raw(model_name)
+    return config_from_spec(_raw(model_name))
+
+
+def config_from_spec(spec: dict):
+    """The transformers config object an architecture spec describes (published, tiny or local)."""
     family = spec["family"]
     if family in ("qwen2_vl", "qwen2_5_vl"):
         return _qwen_config(spec)
@@ -475,8 +483,9 @@ def build_config(model_name: str):
                            text_config=_llama_like(text, "llama"),
                            image_token_index=spec["token_ids"]["image_token_id"],
                            image_seq_length=spec["image_tokens"]["tokens"], projector_hidden_act="gelu",
-                           vision_feature_layer=-2, vision_feature_select_strategy="default",
-                           tie_word_embeddings=False)
+                           vision_feature_layer=spec["connector"]["vision_feature_layer"],
+                           vision_feature_select_strategy=spec["connector"]["vision_feature_select_strategy"],
+                           tie_word_embeddings=text["tie_word_embeddings"])
     if family == "idefics2":
         from transformers import Idefics2Config
 
@@ -490,7 +499,8 @@ def build_config(model_name: str):
                      "num_key_value_heads": connector["num_key_value_heads"], "hidden_act": "silu"}
         return Idefics2Config(vision_config=vision_config, perceiver_config=perceiver,
                               text_config=_llama_like(text, "mistral"),
-                              image_token_id=spec["token_ids"]["image_token_id"], tie_word_embeddings=False)
+                              image_token_id=spec["token_ids"]["image_token_id"],
+                              tie_word_embeddings=text["tie_word_embeddings"])
     if family == "paligemma":
         from transformers import PaliGemmaConfig
 
@@ -507,7 +517,7 @@ def build_config(model_name: str):
                          "patch_size": list(vision["patch_size"]), "patch_stride": list(vision["patch_stride"]),
                          "patch_padding": list(vision["patch_padding"]),
                          "patch_prenorm": list(vision["patch_prenorm"]), "window_size": vision["window_size"],
-                         "projection_dim": vision["projection_dim"]}
+                         "projection_dim": vision["projection_dim"], "mlp_ratio": vision["mlp_ratio"]}
         text_config = {"model_type": "bart", "vocab_size": text["vocab_size"], "d_model": text["hidden_size"],
                        "encoder_layers": text["encoder_layers"], "decoder_layers": text["decoder_layers"],
                        "encoder_attention_heads": text["num_attention_heads"],
@@ -515,18 +525,24 @@ def build_config(model_name: str):
                        "encoder_ffn_dim": text["intermediate_size"], "decoder_ffn_dim": text["intermediate_size"],
                        "max_position_embeddings": text["max_position_embeddings"]}
         return Florence2Config(vision_config=vision_config, text_config=text_config,
-                               image_token_id=spec["token_ids"]["image_token_id"])
+                               image_token_id=spec["token_ids"]["image_token_id"],
+                               tie_word_embeddings=text["tie_word_embeddings"])
     raise ValueError(f"no config builder for family {family!r}")
 
 
 def model_class_for(model_name: str):
     """The transformers model class that ``AutoModelForImageTextToText`` builds for a published model."""
+    return _model_class(_raw(model_name)["family"])
+
+
+def _model_class(family: str):
+    """The transformers model class of a family."""
     import transformers
 
     names = {"qwen2_vl": "Qwen2VLForConditionalGeneration", "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
              "llava": "LlavaForConditionalGeneration", "idefics2": "Idefics2ForConditionalGeneration",
              "paligemma": "PaliGemmaForConditionalGeneration", "florence2": "Florence2ForConditionalGeneration"}
-    return getattr(transformers, names[_raw(model_name)["family"]])
+    return getattr(transformers, names[family])
 
 
 # -- public lookups ----------------------------------------------------------------------------------
@@ -560,85 +576,265 @@ def published_config(model_name: str) -> dict:
     return _with_derived(model_name, _raw(model_name))
 
 
-def spec_from_hf_config(config: dict, name: str = "local") -> dict:
-    """Architecture spec of a Qwen2-VL / Qwen2.5-VL ``config.json`` (a tiny checkpoint or a local copy)."""
-    model_type = config.get("model_type")
-    if model_type not in ("qwen2_vl", "qwen2_5_vl"):
-        raise ValueError(f"{name}: reading model_type {model_type!r} from config.json is not supported; "
-                         f"use one of the published names {list(MODEL_NAMES)}")
-    text = config.get("text_config") or config  # transformers 4 wrote the text keys at the top level
+# -- specs read from a checkpoint's config.json -----------------------------------------------------
+# The language model and vision tower each family's spec describes (what config_from_spec rebuilds).
+_FAMILY_SUB_MODELS = {"llava": ("llama", "clip_vision_model"), "idefics2": ("mistral", "idefics2_vision"),
+                      "paligemma": ("gemma", "siglip_vision_model"), "florence2": ("bart", "florence_vision")}
+
+
+def _decoder_text_spec(config: dict) -> dict:
+    """Dimensions of a Llama-style language model (Qwen2, Llama, Mistral, Gemma) from a config.json.
+
+    The text keys are read from ``text_config`` (or the top level, where transformers 4 wrote Qwen's).
+    """
+    text = config.get("text_config") or config
+    heads = text["num_attention_heads"]
+    rope = text.get("rope_parameters") or text.get("rope_scaling") or {}
+    tie = config.get("tie_word_embeddings", text.get("tie_word_embeddings", False))
+    spec = {"hidden_size": text["hidden_size"], "num_hidden_layers": text["num_hidden_layers"],
+            "num_attention_heads": heads, "num_key_value_heads": text.get("num_key_value_heads") or heads,
+            "head_dim": text.get("head_dim") or text["hidden_size"] // heads,
+            "intermediate_size": text["intermediate_size"], "vocab_size": text["vocab_size"],
+            "tie_word_embeddings": bool(tie), "attention_bias": bool(text.get("attention_bias", False)),
+            "hidden_act": text.get("hidden_act", "silu"),
+            "max_position_embeddings": text.get("max_position_embeddings"),
+            "rms_norm_eps": text.get("rms_norm_eps", 1e-6), "norm": "rms", "mlp": "gated"}
+    theta = rope.get("rope_theta", text.get("rope_theta"))
+    if theta is not None:
+        spec["rope_theta"] = theta
+    return spec
+
+
+def _vit_spec(vision: dict, tower: dict) -> dict:
+    """A CLIP / SigLIP tower's dimensions from its ``vision_config``, over the family's published ``tower``."""
+    act = vision.get("hidden_act", tower["hidden_act"])
+    spec = {**tower, "depth": vision["num_hidden_layers"], "embed_dim": vision["hidden_size"],
+            "num_heads": vision["num_attention_heads"], "mlp_dim": vision["intermediate_size"],
+            "patch_size": vision["patch_size"], "image_size": vision["image_size"],
+            "in_channels": vision.get("num_channels", 3), "hidden_act": act,
+            "mlp": "quick_gelu" if act == "quick_gelu" else "gelu"}
+    if "projection_dim" in vision:
+        spec["projection_dim"] = vision["projection_dim"]
+    return spec
+
+
+def _image_token_id(config: dict) -> int | None:
+    return config.get("image_token_id", config.get("image_token_index"))
+
+
+def _processor_side(processor: dict) -> int | None:
+    """Side of the square image a fixed-size image processor returns: its centre crop, else its resize."""
+    crop, size = processor.get("crop_size") or {}, processor.get("size") or {}
+    if crop and processor.get("do_center_crop", True):
+        return crop.get("height")
+    return size.get("height") or size.get("shortest_edge")
+
+
+def _qwen_pixels(processor: dict) -> dict:
+    """The Qwen processor's pixel budget (``min_pixels``/``max_pixels``), when its settings give one."""
+    size = processor.get("size") or {}
+    low = processor.get("min_pixels", size.get("shortest_edge"))
+    high = processor.get("max_pixels", size.get("longest_edge"))
+    return {"min_pixels": int(low), "max_pixels": int(high)} if low and high else {}
+
+
+def _qwen_from_hf(config: dict, processor: dict) -> dict:
+    """Qwen2-VL / Qwen2.5-VL: Qwen2 text (biased q/k/v, M-RoPE), the family's ViT and patch merger."""
+    model_type = config["model_type"]
+    text = config.get("text_config") or config
     vision = config["vision_config"]
     rope = text.get("rope_parameters") or text.get("rope_scaling") or {}
-    heads = text["num_attention_heads"]
-    tie = config.get("tie_word_embeddings", text.get("tie_word_embeddings", False))
-    text_spec = {"hidden_size": text["hidden_size"], "num_hidden_layers": text["num_hidden_layers"],
-                 "num_attention_heads": heads, "num_key_value_heads": text.get("num_key_value_heads", heads),
-                 "head_dim": text["hidden_size"] // heads, "intermediate_size": text["intermediate_size"],
-                 "vocab_size": text["vocab_size"], "tie_word_embeddings": bool(tie), "attention_bias": True,
-                 "hidden_act": text.get("hidden_act", "silu"),
-                 "max_position_embeddings": text.get("max_position_embeddings"),
+    text_spec = {**_decoder_text_spec(config), "attention_bias": True,
                  "rope_theta": rope.get("rope_theta", text.get("rope_theta")),
-                 "mrope_section": rope.get("mrope_section"), "rms_norm_eps": text.get("rms_norm_eps", 1e-6),
-                 "norm": "rms", "mlp": "gated"}
+                 "mrope_section": rope.get("mrope_section")}
     out_hidden = vision.get("out_hidden_size") or (vision["hidden_size"] if model_type == "qwen2_vl"
                                                    else text["hidden_size"])
+    shared = {"depth": vision["depth"], "num_heads": vision["num_heads"], "patch_size": vision["patch_size"],
+              "spatial_merge_size": vision["spatial_merge_size"],
+              "temporal_patch_size": vision["temporal_patch_size"],
+              "in_channels": vision.get("in_channels", vision.get("in_chans", 3)), "out_hidden_size": out_hidden}
     if model_type == "qwen2_vl":
         embed = vision["embed_dim"]
-        vision_spec = {**_QWEN2_VL_VISION, "depth": vision["depth"], "embed_dim": embed,
-                       "num_heads": vision["num_heads"], "mlp_ratio": vision["mlp_ratio"],
-                       "mlp_dim": int(embed * vision["mlp_ratio"]), "patch_size": vision["patch_size"],
-                       "spatial_merge_size": vision["spatial_merge_size"],
-                       "temporal_patch_size": vision["temporal_patch_size"],
-                       "in_channels": vision.get("in_channels", vision.get("in_chans", 3)),
-                       "out_hidden_size": out_hidden}
+        vision_spec = {**_QWEN2_VL_VISION, **shared, "embed_dim": embed, "mlp_ratio": vision["mlp_ratio"],
+                       "mlp_dim": int(embed * vision["mlp_ratio"])}
     else:
-        vision_spec = {**_QWEN2_5_VL_VISION, "depth": vision["depth"], "embed_dim": vision["hidden_size"],
-                       "num_heads": vision["num_heads"], "mlp_dim": vision["intermediate_size"],
-                       "patch_size": vision["patch_size"], "spatial_merge_size": vision["spatial_merge_size"],
-                       "temporal_patch_size": vision["temporal_patch_size"],
-                       "in_channels": vision.get("in_channels", vision.get("in_chans", 3)),
-                       "out_hidden_size": out_hidden}
-    return {"family": model_type, "model_type": model_type, "architecture": "decoder",
+        vision_spec = {**_QWEN2_5_VL_VISION, **shared, "embed_dim": vision["hidden_size"],
+                       "mlp_dim": vision["intermediate_size"]}
+    factor = vision["patch_size"] * vision["spatial_merge_size"]
+    return {"family": model_type, "architecture": "decoder", "text": text_spec, "vision": vision_spec,
+            "image_tokens": {"rule": "qwen_smart_resize", "factor": factor, **_QWEN_PIXELS, **_qwen_pixels(processor)},
+            "token_ids": {k: config.get(k) for k in _QWEN_TOKEN_IDS}}
+
+
+def _llava_from_hf(config: dict, processor: dict) -> dict:
+    """LLaVA-1.5: Llama text, CLIP tower, two-layer GELU projector; one fixed-size square image."""
+    vision = _vit_spec(config["vision_config"], _CLIP_L_336)
+    strategy = config.get("vision_feature_select_strategy", "default")
+    side = _processor_side(processor) or vision["image_size"]
+    grid = (side // vision["patch_size"]) ** 2
+    return {"family": "llava", "architecture": "decoder", "text": _decoder_text_spec(config), "vision": vision,
+            "connector": {"type": "mlp2x_gelu", "vision_feature_layer": config.get("vision_feature_layer", -2),
+                          "vision_feature_select_strategy": strategy},
+            # The tower sees the patches and the CLS token; "default" drops the CLS feature, "full" keeps it.
+            "image_tokens": {"rule": "fixed", "tokens": grid + (strategy == "full"), "patches": grid + 1,
+                             "image_size": side},
+            "token_ids": {"image_token_id": _image_token_id(config)}}
+
+
+def _idefics2_from_hf(config: dict, processor: dict) -> dict:
+    """Idefics2: Mistral text, SigLIP tower at native aspect ratio, perceiver resampler (fixed tokens)."""
+    vision = _vit_spec(config["vision_config"], _SIGLIP_SO400M)
+    perceiver = config["perceiver_config"]
+    size = processor.get("size") or {}
+    default = _PUBLISHED["HuggingFaceM4/idefics2-8b"]["image_tokens"]  # Idefics2ImageProcessor's defaults
+    keys = ("resampler_n_latents", "resampler_depth", "resampler_n_heads", "resampler_head_dim",
+            "num_key_value_heads")
+    return {"family": "idefics2", "architecture": "decoder", "text": _decoder_text_spec(config), "vision": vision,
+            "connector": {"type": "perceiver", **{k: perceiver[k] for k in keys}},
+            "image_tokens": {"rule": "idefics2", "tokens_per_image": perceiver["resampler_n_latents"],
+                             "shortest_edge": size.get("shortest_edge", default["shortest_edge"]),
+                             "longest_edge": size.get("longest_edge", default["longest_edge"]),
+                             "patch_size": vision["patch_size"]},
+            "token_ids": {"image_token_id": _image_token_id(config)}}
+
+
+def _paligemma_from_hf(config: dict, processor: dict) -> dict:
+    """PaliGemma: Gemma text, SigLIP tower without its pooling head, one linear projection."""
+    projection = config.get("projection_dim") or config["vision_config"]["projection_dim"]
+    vision = {**_vit_spec(config["vision_config"], _SIGLIP_SO400M), "projection_dim": projection}
+    side = _processor_side(processor) or vision["image_size"]
+    tokens = (side // vision["patch_size"]) ** 2
+    return {"family": "paligemma", "architecture": "decoder", "text": _decoder_text_spec(config),
+            "vision": vision, "connector": {"type": "linear", "projection_dim": projection},
+            "image_tokens": {"rule": "fixed", "tokens": tokens, "patches": tokens, "image_size": side},
+            "token_ids": {"image_token_id": _image_token_id(config)}}
+
+
+def _florence2_from_hf(config: dict, processor: dict) -> dict:
+    """Florence-2: DaViT tower (its image size is the processor's) into a BART encoder-decoder."""
+    text, vision = config["text_config"], config["vision_config"]
+    side = _processor_side(processor) or _PUBLISHED["microsoft/Florence-2-large"]["vision"]["image_size"]
+    # The last stage's grid (total stride 32 for the published strides) plus one pooled token.
+    tokens = (side // math.prod(vision["patch_stride"])) ** 2 + 1
+    heads = text["encoder_attention_heads"]
+    text_spec = {"hidden_size": text["d_model"], "encoder_layers": text["encoder_layers"],
+                 "decoder_layers": text["decoder_layers"],
+                 "num_hidden_layers": text["encoder_layers"] + text["decoder_layers"],
+                 "num_attention_heads": heads, "num_key_value_heads": heads, "head_dim": text["d_model"] // heads,
+                 "intermediate_size": text["encoder_ffn_dim"], "vocab_size": text["vocab_size"],
+                 "tie_word_embeddings": bool(config.get("tie_word_embeddings", True)), "attention_bias": True,
+                 "hidden_act": text.get("activation_function", "gelu"),
+                 "max_position_embeddings": text["max_position_embeddings"], "norm": "layer", "mlp": "plain"}
+    stages = ("embed_dim", "depths", "num_heads", "num_groups", "patch_size", "patch_stride", "patch_padding",
+              "patch_prenorm")
+    vision_spec = {"type": "davit", **{k: list(vision[k]) for k in stages}, "window_size": vision["window_size"],
+                   "projection_dim": vision["projection_dim"], "mlp_ratio": vision["mlp_ratio"],
+                   "image_size": side, "norm": "layer", "mlp": "gelu"}
+    return {"family": "florence2", "architecture": "encoder_decoder", "text": text_spec, "vision": vision_spec,
+            "image_tokens": {"rule": "fixed", "tokens": tokens, "patches": tokens, "image_size": side},
+            "token_ids": {"image_token_id": _image_token_id(config)}}
+
+
+_HF_READERS = {"qwen2_vl": _qwen_from_hf, "qwen2_5_vl": _qwen_from_hf, "llava": _llava_from_hf,
+               "idefics2": _idefics2_from_hf, "florence2": _florence2_from_hf, "paligemma": _paligemma_from_hf}
+
+#: The ``model_type`` values :func:`spec_from_hf_config` reads.
+CONFIG_MODEL_TYPES: tuple[str, ...] = tuple(_HF_READERS)
+
+
+def _complete_config(config: dict, name: str) -> dict:
+    """The config.json with its transformers config class's defaults filled in.
+
+    Files written by transformers 4 leave out what equals the default (llava-1.5-7b-hf's ``text_config``
+    has no ``hidden_size``: Llama's 4096 is meant).
+    """
+    from transformers import AutoConfig
+
+    settings = {k: v for k, v in config.items() if k != "model_type"}
+    try:
+        return AutoConfig.for_model(config["model_type"], **settings).to_dict()
+    except (TypeError, ValueError, KeyError) as error:
+        raise ValueError(f"{name}: config.json of model_type {config['model_type']!r} cannot be read: "
+                         f"{error}") from error
+
+
+def _check_sub_models(config: dict, name: str) -> None:
+    """Raise unless the language model and vision tower are the ones the family's spec describes."""
+    family = config["model_type"]
+    expected = _FAMILY_SUB_MODELS[family]
+    found = (config["text_config"].get("model_type"), config["vision_config"].get("model_type"))
+    if found != expected:
+        raise ValueError(f"{name}: a {family} config.json with text model {found[0]!r} and vision model "
+                         f"{found[1]!r} is not supported; the {family} spec describes {expected[0]!r} text "
+                         f"and a {expected[1]!r} tower")
+
+
+def spec_from_hf_config(config: dict, name: str = "local", image_processor: dict | None = None) -> dict:
+    """Architecture spec of a checkpoint's ``config.json`` (a tiny checkpoint or a local copy).
+
+    Reads the model types in :data:`CONFIG_MODEL_TYPES` (Qwen2-VL, Qwen2.5-VL, LLaVA, Idefics2,
+    Florence-2, PaliGemma) into the shape :func:`published_config` gives that family, without the derived
+    ``params`` and ``lora`` (see :func:`architecture_spec`).
+
+    Args:
+        config: the parsed ``config.json``.
+        name: the model's name in messages and in ``sources``.
+        image_processor: the image processor's saved settings; its pixel budget (Qwen, Idefics2) or image
+            size (LLaVA, PaliGemma, Florence-2) sets ``image_tokens``. None: the family processor's
+            defaults (LLaVA and PaliGemma: the tower's image size).
+
+    Raises:
+        ValueError: the model_type is not supported (the message names it and lists the supported ones),
+            or the family's config names another language model or vision tower than its spec describes.
+    """
+    model_type = config.get("model_type")
+    if model_type not in _HF_READERS:
+        raise ValueError(f"{name}: reading model_type {model_type!r} from config.json is not supported; "
+                         f"supported model types: {list(CONFIG_MODEL_TYPES)}; or use one of the published "
+                         f"names {list(MODEL_NAMES)}")
+    if model_type in _FAMILY_SUB_MODELS:
+        config = _complete_config(config, name)
+        _check_sub_models(config, name)
+    spec = _HF_READERS[model_type](config, image_processor or {})
+    return {**spec, "model_type": model_type,
             "checkpoint_dtype": config.get("dtype") or config.get("torch_dtype") or "float32",
-            "text": text_spec, "vision": vision_spec,
-            "image_tokens": {"rule": "qwen_smart_resize", "factor": vision["patch_size"] * vision["spatial_merge_size"],
-                             **_QWEN_PIXELS},
-            "token_ids": {k: config.get(k) for k in _QWEN_TOKEN_IDS},
             "sources": f"{name}/config.json", "unconfirmed": []}
 
 
-def _pixel_budget(folder: Path) -> dict:
-    """min/max pixels from a checkpoint folder's processor files, when present."""
+def _image_processor_settings(folder: Path) -> dict:
+    """The image processor's settings saved in a checkpoint folder ({} when there are none)."""
     for file in ("preprocessor_config.json", "processor_config.json"):
         path = folder / file
         if path.is_file():
             data = json.loads(path.read_text())
             data = data.get("image_processor", data)
-            size = data.get("size") or {}
-            low = data.get("min_pixels", size.get("shortest_edge"))
-            high = data.get("max_pixels", size.get("longest_edge"))
-            if low and high:
-                return {"min_pixels": int(low), "max_pixels": int(high)}
+            if any(key in data for key in ("size", "crop_size", "min_pixels", "max_pixels")):
+                return data
     return {}
 
 
 def architecture_spec(model_name: str) -> dict:
-    """Architecture spec for a published name, an embedded tiny model or a local Qwen checkpoint folder.
+    """Architecture spec for a published name, an embedded tiny model or a local checkpoint folder.
 
-    The tiny model's spec comes from its built checkpoint (``tiny.tiny_checkpoint``), so its counts are
-    those of the weights the workbook really trains. No network access.
+    Folders (a tiny model's is built by ``tiny.tiny_checkpoint``) are read from their ``config.json`` and
+    image processor settings (:func:`spec_from_hf_config`), so a tiny model's counts are those of the
+    weights the workbook really trains. No network access.
+
+    Raises:
+        ValueError: neither a published name nor a folder with a ``config.json``, or a ``config.json``
+            :func:`spec_from_hf_config` does not read.
     """
     if model_name in _PUBLISHED:
         return published_config(model_name)
     from .tiny import TINY_MODELS, tiny_checkpoint
 
-    folder = tiny_checkpoint(model_name) if model_name in TINY_MODELS else Path(model_name)
-    config_file = Path(folder) / "config.json"
+    folder = Path(tiny_checkpoint(model_name) if model_name in TINY_MODELS else model_name)
+    config_file = folder / "config.json"
     if not config_file.is_file():
         raise ValueError(f"{model_name!r} is neither a published model ({list(MODEL_NAMES)}), an embedded tiny "
                          f"model nor a folder with config.json; cannot estimate it without downloading")
-    spec = spec_from_hf_config(json.loads(config_file.read_text()), name=model_name)
-    spec["image_tokens"].update(_pixel_budget(Path(folder)))
+    spec = spec_from_hf_config(json.loads(config_file.read_text()), name=model_name,
+                               image_processor=_image_processor_settings(folder))
     return _with_derived(model_name, spec)
 
 

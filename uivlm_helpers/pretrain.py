@@ -75,6 +75,7 @@ class PretrainOptions:
     input_side: int = 0            # side the processor resizes them to (its max_pixels = side^2); 0: image_size
     families: list[str] = field(default_factory=lambda: list(synth_tasks.PRETRAIN_FAMILIES))
     family_weights: list[float] | None = None
+    colours: list[str] | None = None  # colours a "colour" instruction may name (None: all of synth_tasks.PALETTE)
     n_widgets: list[int] = field(default_factory=lambda: [3, 5])
     max_steps: int = 12000
     batch_size: int = 32
@@ -169,7 +170,7 @@ class TaskStream(torch.utils.data.Dataset):
             weights = [weights[i] for i in keep] if weights else None
             n_widgets = (1, 1)
         example = synth_tasks.task_example(self.split, self.seed, int(index), families, weights,
-                                           (o.image_size, o.image_size), n_widgets)
+                                           (o.image_size, o.image_size), n_widgets, colours=o.colours)
         if self.coarse.value:
             example["action"] = coarse_action(example["action"], example["image_size"])
         return example
@@ -179,7 +180,8 @@ def heldout_examples(options: PretrainOptions, n: int, families=None) -> list[di
     """``n`` held-out examples (split ``test``: never the training screens)."""
     o = options
     return [synth_tasks.task_example("test", o.seed, i, families or o.families, o.family_weights,
-                                     (o.image_size, o.image_size), tuple(o.n_widgets)) for i in range(n)]
+                                     (o.image_size, o.image_size), tuple(o.n_widgets), colours=o.colours)
+            for i in range(n)]
 
 
 # --- callbacks -------------------------------------------------------------------------------------
@@ -358,7 +360,8 @@ def run_config(options: PretrainOptions, model_dir: Path):
                   "action_format": "text"},
         "training": {"batch_size": options.batch_size, "max_steps": options.max_steps,
                      "warmup_steps": options.warmup_steps, "lr_scheduler": scheduler[options.schedule],
-                     "checkpoint_interval": options.checkpoint_every, "logging_steps": 25,
+                     "checkpoint_interval": options.checkpoint_every,
+                     "logging_steps": max(1, min(25, options.max_steps // 2)),
                      "seed": options.seed, "mixed_precision": options.mixed_precision, "max_length": 512},
         "algorithm": {"learning_rate": options.learning_rate, "weight_decay": options.weight_decay},
     })
@@ -464,6 +467,70 @@ def save_base(wrapper, out_dir: str | Path, dtype: str = "float16") -> Path:
     return out
 
 
+SMALL_HELDOUT = "heldout_small"
+
+
+def write_base_report(options: PretrainOptions, run_dir: str | Path, out_dir: str | Path, command: str,
+                      heldout_n: int = 512, small_n: int = 48) -> dict:
+    """Evaluate the saved base on held-out screens and put its record beside the weights.
+
+    Writes to ``out_dir``: ``evaluation.json`` (click accuracy on ``heldout_n`` held-out screens, and on a
+    small held-out set stored in ``heldout_small/`` that a test re-evaluates), ``curve.json`` /
+    ``curve.png`` (accuracy against step), ``train.log`` and ``TRAINING.md`` (the command, seed, options,
+    hardware and time).
+    """
+    import platform
+
+    from .evaluate import compute_metrics, predict_records
+    from .run_data import as_plain
+    from .data import read_records
+    from .wrapper import VLMWrapper
+
+    run_dir, out = Path(run_dir), Path(out_dir)
+    agent = VLMWrapper(str(out))
+    large = evaluate_accuracy(agent, heldout_examples(options, heldout_n))
+    small_file = synth_tasks.generate_task_records(
+        small_n, options.seed, out / SMALL_HELDOUT, "test", options.families, options.family_weights,
+        (options.image_size, options.image_size), tuple(options.n_widgets), colours=options.colours)
+    small_records = [as_plain(r) for r in read_records(small_file)]
+    small = compute_metrics(predict_records(agent, small_records, batch_size=16, progress=False))
+    evaluation = {
+        "heldout": {**large, "split": "test", "seed": options.seed},
+        "small_heldout": {"file": f"{SMALL_HELDOUT}/test.jsonl", "n": small_n,
+                          "click_accuracy": small["click_accuracy"], "parse_rate": small["parse_rate"],
+                          # a few answers may flip with another CPU's float arithmetic
+                          "tolerance": round(3 / small_n, 3)},
+    }
+    (out / "evaluation.json").write_text(json.dumps(evaluation, indent=2))
+    curve = json.loads((run_dir / CURVE_FILE).read_text()) if (run_dir / CURVE_FILE).is_file() else []
+    (out / CURVE_FILE).write_text(json.dumps(curve, indent=1))
+    curve_figure(curve, out / "curve.png", title=f"{out.name}: held-out click accuracy vs step")
+    if (run_dir / "logs" / "train.log").is_file():
+        shutil.copy(run_dir / "logs" / "train.log", out / "train.log")
+    summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
+    device = (torch.cuda.get_device_name(0) if torch.cuda.is_available() and options.device != "cpu"
+              else f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+                   f"{torch.get_num_threads()} torch threads")
+    (out / "TRAINING.md").write_text("\n".join([
+        f"# {out.name}: how it was trained", "",
+        "A Qwen2-VL of real architecture (config, tokenizer, processor, model classes), pretrained from random "
+        "weights on the project's task screens (`uivlm_helpers.synth_tasks`) with the project's own Trainer, "
+        "collator and data path (`uivlm_helpers.pretrain`).", "",
+        "## Command", "", "```bash", command.strip(), "```", "",
+        f"- seed {options.seed}; {summary.get('global_step', '?')} steps of batch {options.batch_size}; "
+        f"{summary.get('runtime_s', '?')} s of training",
+        f"- hardware: {device}",
+        f"- options: `{json.dumps(asdict(options))}`", "",
+        "## Held-out evaluation", "",
+        f"- {large['n']} held-out screens (split `test`, never trained on): click accuracy "
+        f"{large['click_accuracy']:.3f}, parse rate {large['parse_rate']:.3f}; by instruction family: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in large["by_family"].items()),
+        f"- `{SMALL_HELDOUT}/` ({small_n} screens, checked by the tests): click accuracy "
+        f"{small['click_accuracy']:.3f}", "",
+        "Accuracy against step: `curve.json`, `curve.png`; loss log: `train.log`.", ""]))
+    return evaluation
+
+
 def curve_figure(points: list[dict], path: str | Path | None = None, title: str | None = None):
     """Held-out click accuracy (overall and by family) against the training step."""
     import matplotlib
@@ -507,13 +574,19 @@ def _parse(argv=None):
     p.add_argument("--schedule", default=defaults.schedule, choices=("wsd", "cosine", "constant"))
     p.add_argument("--families", default=",".join(defaults.families))
     p.add_argument("--family-weights", default=None, help="comma-separated, one per family")
+    p.add_argument("--colours", default=None, help="comma-separated colours that colour instructions may name")
     p.add_argument("--n-widgets", default="3,5", help="least,most widgets per screen")
     p.add_argument("--device", default=defaults.device)
+    p.add_argument("--report", action="store_true",
+                   help="evaluate the result on held-out screens and write its record (TRAINING.md, curve, log) "
+                        "beside the weights")
+    p.add_argument("--report-size", type=int, default=512, help="held-out screens for --report")
     p.add_argument("--mixed-precision", default=defaults.mixed_precision, choices=("no", "bf16", "fp16"))
     a = p.parse_args(argv)
     options = PretrainOptions(
         family=a.family, shape=a.shape, seed=a.seed, image_size=a.image_size, input_side=a.input_side, families=a.families.split(","),
         family_weights=[float(w) for w in a.family_weights.split(",")] if a.family_weights else None,
+        colours=a.colours.split(",") if a.colours else None,
         n_widgets=[int(v) for v in a.n_widgets.split(",")], max_steps=a.max_steps, batch_size=a.batch_size,
         learning_rate=a.learning_rate, weight_decay=a.weight_decay, adam_beta2=a.adam_beta2,
         warmup_steps=a.warmup_steps,
@@ -535,6 +608,11 @@ def main(argv=None) -> int:
         sys.argv[1:] if argv is None else argv) + "\n")
     (run_dir / "summary.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "curve"}, indent=2))
     print(json.dumps({k: v for k, v in summary.items() if k != "curve"}, indent=2))
+    if a.report:
+        command = (run_dir / "command.txt").read_text()
+        evaluation = write_base_report(options, run_dir, summary["out_dir"], command, a.report_size,
+                                       min(48, a.report_size))
+        print(json.dumps(evaluation, indent=2))
     return 0
 
 

@@ -58,27 +58,35 @@ def prepare_data(config: RunConfig, paths: RunPaths) -> dict[str, Path]:
     return {name: folder / f for name, f in SPLIT_FILES.items()}
 
 
+def _listed_source(source: str, prefix: str, default, known, what: str) -> list[str] | None:
+    """The names a ``"<prefix>"`` / ``"<prefix>:a,b"`` source lists (``default`` for the bare prefix);
+    None when ``source`` is another kind of source."""
+    if source != prefix and not source.startswith(prefix + ":"):
+        return None
+    if source == prefix:
+        return list(default)
+    names = [n.strip() for n in source.split(":", 1)[1].split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise ValueError(f"data.source={source!r}: expected '{prefix}' or '{prefix}:<name>,<name>,...' with "
+                         f"{what}; unknown: {unknown}; available: {list(known)}")
+    return names
+
+
 TASKS_SOURCE = "tasks"
 
 
 def task_families(source: str) -> list[str] | None:
     """The instruction families a ``data.source`` of task screens names, or None for other sources.
 
+    ``"tasks"`` means :data:`.synth_tasks.FINETUNE_FAMILIES`; ``"tasks:colour,kind"`` names families.
+
     Raises:
         ValueError: an unknown family (the message lists them).
     """
     from .synth_tasks import FAMILIES, FINETUNE_FAMILIES
 
-    if source != TASKS_SOURCE and not source.startswith(TASKS_SOURCE + ":"):
-        return None
-    if source == TASKS_SOURCE:
-        return list(FINETUNE_FAMILIES)
-    families = [f.strip() for f in source.split(":", 1)[1].split(",") if f.strip()]
-    unknown = [f for f in families if f not in FAMILIES]
-    if unknown or not families:
-        raise ValueError(f"data.source={source!r}: expected 'tasks' or 'tasks:<family>,...' with families from "
-                         f"{list(FAMILIES)}; unknown: {unknown}")
-    return families
+    return _listed_source(source, TASKS_SOURCE, FINETUNE_FAMILIES, FAMILIES, "instruction families")
 
 
 MINIWOB_SOURCE = "miniwob"
@@ -99,14 +107,7 @@ def miniwob_tasks(source: str) -> list[str] | None:
         return None
     from .miniwob_env import DEFAULT_TASKS, ORACLE_TASKS
 
-    if source == MINIWOB_SOURCE:
-        return list(DEFAULT_TASKS)
-    tasks = [t.strip() for t in source.split(":", 1)[1].split(",") if t.strip()]
-    unknown = [t for t in tasks if t not in ORACLE_TASKS]
-    if unknown or not tasks:
-        raise ValueError(f"data.source={source!r}: expected 'miniwob' or 'miniwob:<task>,<task>,...' with tasks "
-                         f"that have an oracle policy; unknown: {unknown}; available: {list(ORACLE_TASKS)}")
-    return tasks
+    return _listed_source(source, MINIWOB_SOURCE, DEFAULT_TASKS, ORACLE_TASKS, "tasks that have an oracle policy")
 
 
 def prepare_miniwob(paths: RunPaths, tasks: list[str], train_size: int, eval_size: int, seed: int) -> dict[str, Path]:

@@ -51,6 +51,9 @@ PALETTE = {
     "pink": (215, 40, 140),
 }
 FAMILIES = ("label", "kind", "position", "colour")
+#: Colours whose names the pretrained base learns, and the ones the default fine-tune teaches it.
+BASE_COLOURS = ("red", "green", "blue")
+NEW_COLOURS = ("orange", "purple", "pink")
 PRETRAIN_FAMILIES = ("label", "kind", "position")
 FINETUNE_FAMILIES = ("colour",)
 
@@ -257,8 +260,13 @@ def family_instructions(screen: TaskScreen) -> dict[str, dict[int, list[str]]]:
 
 
 def pick_task_target(rng: random.Random, screen: TaskScreen, families: Sequence[str] = PRETRAIN_FAMILIES,
-                     weights: Sequence[float] | None = None) -> tuple[int, str, str]:
+                     weights: Sequence[float] | None = None,
+                     colours: Sequence[str] | None = None) -> tuple[int, str, str]:
     """Choose a family (among those with an instruction on this screen), a target and an instruction.
+
+    Args:
+        colours: the colours a ``colour`` instruction may name (None: any); widgets of other colours
+            stay on the screen as distractors.
 
     Returns:
         ``(widget index, instruction, family)``.
@@ -266,8 +274,14 @@ def pick_task_target(rng: random.Random, screen: TaskScreen, families: Sequence[
     unknown = set(families) - set(FAMILIES)
     if unknown or not families:
         raise ValueError(f"families: choose from {FAMILIES}, got {list(families)}")
+    if colours is not None and (not colours or not set(colours) <= set(PALETTE)):
+        raise ValueError(f"colours: choose from {list(PALETTE)}, got {list(colours)}")
     weights = list(weights) if weights is not None else [1.0] * len(families)
     available = family_instructions(screen)
+    if colours is not None and "colour" in available:
+        available["colour"] = {i: t for i, t in available["colour"].items() if screen.colours[i] in colours}
+        if not available["colour"]:
+            del available["colour"]
     options = [(f, wt) for f, wt in zip(families, weights) if f in available and wt > 0]
     if not options:
         raise ValueError(f"no widget on this screen can be named by {list(families)}")
@@ -278,15 +292,26 @@ def pick_task_target(rng: random.Random, screen: TaskScreen, families: Sequence[
 
 def task_example(split: str, seed: int, index: int, families: Sequence[str] = PRETRAIN_FAMILIES,
                  weights: Sequence[float] | None = None, image_size: tuple[int, int] = (224, 224),
-                 n_widgets: tuple[int, int] = (3, 5), id_prefix: str = "task") -> dict:
+                 n_widgets: tuple[int, int] = (3, 5), id_prefix: str = "task",
+                 colours: Sequence[str] | None = None) -> dict:
     """One example as the plain record dict the collator and the evaluation use (image in memory).
 
     Example ``index`` of ``(split, seed)`` is the same whatever else is generated, so a dataset can
-    draw examples lazily (in dataloader workers) and stay reproducible.
+    draw examples lazily (in dataloader workers) and stay reproducible. A screen on which no widget
+    can be named as asked (e.g. none in ``colours``) is drawn again from the same random stream.
     """
     rng = _screen_rng(split, seed, index)
-    screen = generate_task_screen(rng, image_size, n_widgets=n_widgets)
-    target, instruction, family = pick_task_target(rng, screen, families, weights)
+    for _ in range(50):
+        screen = generate_task_screen(rng, image_size, n_widgets=n_widgets)
+        try:
+            target, instruction, family = pick_task_target(rng, screen, families, weights, colours)
+            break
+        except ValueError as err:
+            if "can be named" not in str(err):
+                raise
+    else:
+        raise ValueError(f"no screen in 50 draws has a widget that {list(families)} with colours "
+                         f"{colours} can name")
     widget = screen.widgets[target]
     x, y = widget.centre
     return {"id": f"{id_prefix}-{split}-{index:06d}", "image": screen.image, "instruction": instruction,
@@ -298,14 +323,14 @@ def task_example(split: str, seed: int, index: int, families: Sequence[str] = PR
 def generate_task_records(n: int, seed: int, out_dir: str | Path, split: str = "train",
                           families: Sequence[str] = PRETRAIN_FAMILIES, weights: Sequence[float] | None = None,
                           image_size: tuple[int, int] = (224, 224), n_widgets: tuple[int, int] = (3, 5),
-                          id_prefix: str = "task") -> Path:
+                          id_prefix: str = "task", colours: Sequence[str] | None = None) -> Path:
     """Write ``n`` task examples as a dataset folder (``<split>.jsonl`` + ``images/``), like
     :func:`.synth.generate_records`; ``source`` is ``synthetic-<family>``."""
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     records = []
     for i in range(n):
-        ex = task_example(split, seed, i, families, weights, image_size, n_widgets, id_prefix)
+        ex = task_example(split, seed, i, families, weights, image_size, n_widgets, id_prefix, colours)
         relative = f"images/{ex['id']}.png"
         ex["image"].save(out / relative, format="PNG")
         records.append(UIRecord(id=ex["id"], image=relative, image_size=ex["image_size"],
@@ -317,10 +342,12 @@ def generate_task_records(n: int, seed: int, out_dir: str | Path, split: str = "
 
 def make_task_splits(out_dir: str | Path, seed: int = 0, n_train: int = 500, n_eval: int = 100,
                      image_size: tuple[int, int] = (224, 224), families: Sequence[str] = FINETUNE_FAMILIES,
-                     n_widgets: tuple[int, int] = (4, 6), weights: Sequence[float] | None = None) -> dict[str, Path]:
+                     n_widgets: tuple[int, int] = (4, 6), weights: Sequence[float] | None = None,
+                     colours: Sequence[str] | None = None) -> dict[str, Path]:
     """A train and a test split of task screens in ``out_dir`` (the workbook's data step).
 
     The defaults are the default fine-tune task: colour instructions on screens of 4-6 widgets.
     """
-    return {split: generate_task_records(n, seed, out_dir, split, families, weights, image_size, n_widgets)
+    return {split: generate_task_records(n, seed, out_dir, split, families, weights, image_size, n_widgets,
+                                         colours=colours)
             for split, n in (("train", n_train), ("test", n_eval))}

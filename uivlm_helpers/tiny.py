@@ -144,18 +144,19 @@ def build_tiny_tokenizer(special_tokens: list[str], vocab_size: int):
     return tokenizer
 
 
-def _build_qwen2_vl(out_dir: Path, recipe: dict) -> None:
+def _build_qwen(out_dir: Path, recipe: dict, config_class, model_class, processor_class, vision_config: dict,
+                image_processor_args: dict) -> None:
+    """Write a Qwen-family checkpoint: tokenizer, config, random weights (seeded) and processor."""
     import torch
-    from transformers import (Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor,
-                              Qwen2VLProcessor, Qwen2VLVideoProcessor)
+    from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
     tokenizer = build_tiny_tokenizer(_QWEN_SPECIAL_TOKENS, recipe["bpe_vocab_size"])
-    tokenizer.chat_template = QWEN2_VL_CHAT_TEMPLATE
+    tokenizer.chat_template = QWEN2_VL_CHAT_TEMPLATE  # Qwen2.5-VL-Instruct publishes the same template
     ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in _QWEN_SPECIAL_TOKENS}
     tokenizer.eos_token, tokenizer.pad_token = "<|im_end|>", "<|endoftext|>"
 
-    text, vision = recipe["text"], recipe["vision"]
-    config = Qwen2VLConfig(
+    text = recipe["text"]
+    config = config_class(
         text_config={
             "hidden_size": text["hidden_size"], "intermediate_size": text["intermediate_size"],
             "num_hidden_layers": text["num_hidden_layers"],
@@ -168,26 +169,34 @@ def _build_qwen2_vl(out_dir: Path, recipe: dict) -> None:
             "bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"],
             "pad_token_id": ids["<|endoftext|>"],
         },
-        vision_config={**{k: vision[k] for k in ("depth", "embed_dim", "num_heads", "mlp_ratio",
-                                                 "patch_size", "spatial_merge_size",
-                                                 "temporal_patch_size")},
-                       "hidden_size": text["hidden_size"]},
+        vision_config=vision_config,
         image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=True,
     )
     torch.manual_seed(recipe["seed"])
-    model = Qwen2VLForConditionalGeneration(config)
+    model = model_class(config)
     model.generation_config.eos_token_id = [ids["<|im_end|>"], ids["<|endoftext|>"]]
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
     model.save_pretrained(out_dir, safe_serialization=True)
 
     budget = {"shortest_edge": recipe["min_pixels"], "longest_edge": recipe["max_pixels"]}
-    processor = Qwen2VLProcessor(
-        image_processor=Qwen2VLImageProcessor(size=budget),
+    processor = processor_class(
+        image_processor=Qwen2VLImageProcessor(size=budget, **image_processor_args),
         video_processor=Qwen2VLVideoProcessor(size=budget),
         tokenizer=tokenizer, chat_template=QWEN2_VL_CHAT_TEMPLATE)
     processor.save_pretrained(out_dir)
+
+
+def _build_qwen2_vl(out_dir: Path, recipe: dict) -> None:
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
+
+    vision = recipe["vision"]
+    vision_config = {**{k: vision[k] for k in ("depth", "embed_dim", "num_heads", "mlp_ratio", "patch_size",
+                                               "spatial_merge_size", "temporal_patch_size")},
+                     "hidden_size": recipe["text"]["hidden_size"]}
+    _build_qwen(out_dir, recipe, Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor,
+                vision_config, {})
 
 
 # --- Qwen2.5-VL ------------------------------------------------------------------------------------
@@ -207,47 +216,12 @@ TINY_QWEN2_5_VL_RECIPE = {
 
 
 def _build_qwen2_5_vl(out_dir: Path, recipe: dict) -> None:
-    import torch
-    from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor,
-                              Qwen2VLImageProcessor, Qwen2VLVideoProcessor)
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
 
-    tokenizer = build_tiny_tokenizer(_QWEN_SPECIAL_TOKENS, recipe["bpe_vocab_size"])
-    tokenizer.chat_template = QWEN2_VL_CHAT_TEMPLATE  # Qwen2.5-VL-Instruct publishes the same template
-    ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in _QWEN_SPECIAL_TOKENS}
-    tokenizer.eos_token, tokenizer.pad_token = "<|im_end|>", "<|endoftext|>"
-
-    text, vision = recipe["text"], recipe["vision"]
-    config = Qwen2_5_VLConfig(
-        text_config={
-            "hidden_size": text["hidden_size"], "intermediate_size": text["intermediate_size"],
-            "num_hidden_layers": text["num_hidden_layers"],
-            "num_attention_heads": text["num_attention_heads"],
-            "num_key_value_heads": text["num_key_value_heads"],
-            "max_position_embeddings": text["max_position_embeddings"],
-            "vocab_size": len(tokenizer),
-            "rope_parameters": {"rope_type": "default", "rope_theta": 1_000_000.0,
-                                "mrope_section": text["mrope_section"]},
-            "bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"],
-            "pad_token_id": ids["<|endoftext|>"],
-        },
-        vision_config={**vision, "out_hidden_size": text["hidden_size"]},
-        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(recipe["seed"])
-    model = Qwen2_5_VLForConditionalGeneration(config)
-    model.generation_config.eos_token_id = [ids["<|im_end|>"], ids["<|endoftext|>"]]
-    model.generation_config.pad_token_id = ids["<|endoftext|>"]
-    model.save_pretrained(out_dir, safe_serialization=True)
-
-    budget = {"shortest_edge": recipe["min_pixels"], "longest_edge": recipe["max_pixels"]}
-    processor = Qwen2_5_VLProcessor(
-        image_processor=Qwen2VLImageProcessor(size=budget, patch_size=vision["patch_size"],
-                                              merge_size=vision["spatial_merge_size"]),
-        video_processor=Qwen2VLVideoProcessor(size=budget),
-        tokenizer=tokenizer, chat_template=QWEN2_VL_CHAT_TEMPLATE)
-    processor.save_pretrained(out_dir)
+    vision = recipe["vision"]
+    _build_qwen(out_dir, recipe, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor,
+                {**vision, "out_hidden_size": recipe["text"]["hidden_size"]},
+                {"patch_size": vision["patch_size"], "merge_size": vision["spatial_merge_size"]})
 
 
 # --- SentencePiece-style tokenizers (LLaMA, Mistral, Gemma) ----------------------------------------
