@@ -270,10 +270,16 @@ def test_task_screens_are_a_run_data_source(tmp_path: Path):
     train, test = run_data.load_split(paths, "train"), run_data.load_split(paths, "test")
     assert len(train) == 8 and len(test) == 4
     assert {r["source"] for r in train + test} <= {"synthetic-colour", "synthetic-kind"}
-    assert run_data.task_families("tasks") == list(synth_tasks.FINETUNE_FAMILIES)
-    assert run_data.task_families("synthetic") is None
+    assert run_data.task_spec("synthetic") is None
     with pytest.raises(ValueError, match=r"unknown: \['shape'\]"):
-        run_data.task_families("tasks:colour,shape")
+        run_data.task_spec("tasks:colour,shape")
+
+    # the default fine-tune task: large buttons, the target named by a colour the base never heard
+    default = RunPaths(tmp_path / "default")
+    run_data.prepare_data(load_config({"data": {"source": "tasks", "train_size": 6, "eval_size": 2}}), default)
+    for record in run_data.load_split(default, "train"):
+        assert record["element_type"] == "button"
+        assert any(c in record["instruction"] for c in synth_tasks.NEW_COLOURS), record["instruction"]
 
 
 def test_target_colours_restrict_what_colour_instructions_name():
@@ -312,3 +318,17 @@ def test_pretrain_run_writes_the_base_report(tmp_path: Path):
     assert "python -m uivlm_helpers.pretrain --shape tiny" in training and "click accuracy" in training
     assert [p["step"] for p in json.loads((out / "curve.json").read_text())] == [1, 2]
     assert PretrainOptions  # the options class the report records
+
+
+def test_box_screens_hold_one_large_visible_button():
+    from uivlm_helpers.synth_tasks import generate_box_screen
+
+    for i in range(20):
+        screen = generate_box_screen(random.Random(i), (224, 224), colours=["red", "blue"])
+        _check_screen(screen, low=1)
+        (widget,) = screen.widgets
+        x1, y1, x2, y2 = widget.bbox
+        assert x2 - x1 >= 224 // 5 and y2 - y1 >= 224 // 8 and screen.colours[0] in ("red", "blue")
+        assert np.asarray(screen.image)[(y1 + y2) // 2, x1 + 2].tolist() == list(PALETTE[screen.colours[0]])
+    a, b = (task_example("train", 1, 5, families=["colour"], box=True) for _ in range(2))
+    assert a["image"].tobytes() == b["image"].tobytes() and a["bbox"] == b["bbox"]

@@ -826,9 +826,9 @@ def architecture_spec(model_name: str) -> dict:
     """
     if model_name in _PUBLISHED:
         return published_config(model_name)
-    from .tiny import TINY_MODELS, tiny_checkpoint
+    from .pretrained import local_checkpoint
 
-    folder = Path(tiny_checkpoint(model_name) if model_name in TINY_MODELS else model_name)
+    folder = local_checkpoint(model_name) or Path(model_name)
     config_file = folder / "config.json"
     if not config_file.is_file():
         raise ValueError(f"{model_name!r} is neither a published model ({list(MODEL_NAMES)}), an embedded tiny "

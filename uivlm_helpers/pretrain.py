@@ -76,6 +76,8 @@ class PretrainOptions:
     families: list[str] = field(default_factory=lambda: list(synth_tasks.PRETRAIN_FAMILIES))
     family_weights: list[float] | None = None
     colours: list[str] | None = None  # colours a "colour" instruction may name (None: all of synth_tasks.PALETTE)
+    task_prompt: str | None = None    # None: the workbook's default task prompt
+    screens: str = "widgets"          # after the one-box stage: "widgets" (mixed kinds) or "boxes" (large buttons)
     n_widgets: list[int] = field(default_factory=lambda: [3, 5])
     max_steps: int = 12000
     batch_size: int = 32
@@ -164,13 +166,14 @@ class TaskStream(torch.utils.data.Dataset):
     def __getitem__(self, index):
         o = self.options
         families, weights, n_widgets = o.families, o.family_weights, tuple(o.n_widgets)
-        if self.single.value:  # one widget: named by its label, kind or colour, not its place
+        single = bool(self.single.value)
+        if single:  # one large button: named by its label, kind or colour, not its place
             keep = [i for i, f in enumerate(families) if f in ("label", "kind", "colour")] or [0]
             families = [families[i] for i in keep]
             weights = [weights[i] for i in keep] if weights else None
-            n_widgets = (1, 1)
         example = synth_tasks.task_example(self.split, self.seed, int(index), families, weights,
-                                           (o.image_size, o.image_size), n_widgets, colours=o.colours)
+                                           (o.image_size, o.image_size), n_widgets, colours=o.colours, box=single,
+                                           boxes=o.screens == "boxes")
         if self.coarse.value:
             example["action"] = coarse_action(example["action"], example["image_size"])
         return example
@@ -180,7 +183,8 @@ def heldout_examples(options: PretrainOptions, n: int, families=None) -> list[di
     """``n`` held-out examples (split ``test``: never the training screens)."""
     o = options
     return [synth_tasks.task_example("test", o.seed, i, families or o.families, o.family_weights,
-                                     (o.image_size, o.image_size), tuple(o.n_widgets), colours=o.colours)
+                                     (o.image_size, o.image_size), tuple(o.n_widgets), colours=o.colours,
+                                     boxes=o.screens == "boxes")
             for i in range(n)]
 
 
@@ -355,7 +359,9 @@ def run_config(options: PretrainOptions, model_dir: Path):
     scheduler = {"wsd": "warmup_stable_decay", "cosine": "cosine", "constant": "constant_with_warmup"}
     if options.schedule not in scheduler:
         raise ValueError(f"schedule: expected one of {sorted(scheduler)}, got {options.schedule!r}")
+    extra = {"task_prompt": options.task_prompt} if options.task_prompt else {}
     return load_config({
+        **extra,
         "model": {"name": str(model_dir), "device": device, "use_lora": False, "freeze_vision_encoder": False,
                   "action_format": "text"},
         "training": {"batch_size": options.batch_size, "max_steps": options.max_steps,
@@ -456,14 +462,22 @@ def pretrain(options: PretrainOptions, run_dir: str | Path, out_dir: str | Path 
 
 def save_base(wrapper, out_dir: str | Path, dtype: str = "float16") -> Path:
     """Save the model like a Hub checkpoint: config, safetensors (in ``dtype``, half the size of
-    float32), tokenizer, processor; no agent file, so it loads as a plain base model."""
+    float32), tokenizer, processor; plus, when it was trained with another prompt than the workbook's
+    default, a ``uivlm_agent.json`` holding only that prompt."""
     import copy
+
+    from .config import DEFAULT_TASK_PROMPT
+    from .wrapper import AGENT_FILE
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = copy.deepcopy(wrapper.model).to("cpu", getattr(torch, dtype))
     model.save_pretrained(out, safe_serialization=True)
     wrapper.processor.save_pretrained(out)
+    if wrapper.task_prompt != DEFAULT_TASK_PROMPT:
+        # The prompt it was trained with travels with it: VLMWrapper uses it by default.
+        (out / AGENT_FILE).write_text(json.dumps({"adapter": False, "task_prompt": wrapper.task_prompt,
+                                                  "system_prompt": wrapper.system_prompt}, indent=2))
     return out
 
 
@@ -491,7 +505,8 @@ def write_base_report(options: PretrainOptions, run_dir: str | Path, out_dir: st
     large = evaluate_accuracy(agent, heldout_examples(options, heldout_n))
     small_file = synth_tasks.generate_task_records(
         small_n, options.seed, out / SMALL_HELDOUT, "test", options.families, options.family_weights,
-        (options.image_size, options.image_size), tuple(options.n_widgets), colours=options.colours)
+        (options.image_size, options.image_size), tuple(options.n_widgets), colours=options.colours,
+        boxes=options.screens == "boxes")
     small_records = [as_plain(r) for r in read_records(small_file)]
     small = compute_metrics(predict_records(agent, small_records, batch_size=16, progress=False))
     evaluation = {
@@ -574,6 +589,9 @@ def _parse(argv=None):
     p.add_argument("--schedule", default=defaults.schedule, choices=("wsd", "cosine", "constant"))
     p.add_argument("--families", default=",".join(defaults.families))
     p.add_argument("--family-weights", default=None, help="comma-separated, one per family")
+    p.add_argument("--screens", default=defaults.screens, choices=("widgets", "boxes"),
+                   help="screens after the one-box stage: mixed widgets or large buttons")
+    p.add_argument("--task-prompt", default=None, help="task prompt template (default: the workbook's)")
     p.add_argument("--colours", default=None, help="comma-separated colours that colour instructions may name")
     p.add_argument("--n-widgets", default="3,5", help="least,most widgets per screen")
     p.add_argument("--device", default=defaults.device)
@@ -586,7 +604,7 @@ def _parse(argv=None):
     options = PretrainOptions(
         family=a.family, shape=a.shape, seed=a.seed, image_size=a.image_size, input_side=a.input_side, families=a.families.split(","),
         family_weights=[float(w) for w in a.family_weights.split(",")] if a.family_weights else None,
-        colours=a.colours.split(",") if a.colours else None,
+        colours=a.colours.split(",") if a.colours else None, task_prompt=a.task_prompt, screens=a.screens,
         n_widgets=[int(v) for v in a.n_widgets.split(",")], max_steps=a.max_steps, batch_size=a.batch_size,
         learning_rate=a.learning_rate, weight_decay=a.weight_decay, adam_beta2=a.adam_beta2,
         warmup_steps=a.warmup_steps,

@@ -24,9 +24,8 @@ def prepare_data(config: RunConfig, paths: RunPaths) -> dict[str, Path]:
     ``config.data.source`` is one of:
 
     * ``"synthetic"``: screens generated from ``config.data`` (sizes, image size, seed);
-    * ``"tasks"`` or ``"tasks:colour,kind,..."``: task screens (:mod:`.synth_tasks`: 3 or more large
-      widgets, the target named by the instruction families listed; default
-      :data:`.synth_tasks.FINETUNE_FAMILIES`), sized like ``"synthetic"``;
+    * ``"tasks"`` or ``"tasks:colour,kind,..."``: task screens (:mod:`.synth_tasks`, see
+      :func:`task_spec`), sized like ``"synthetic"``;
     * ``"miniwob"`` or ``"miniwob:click-test,enter-text,..."``: MiniWoB++ oracle demonstrations
       recorded in a headless Chromium (see :func:`prepare_miniwob`; needs ``make system-deps``);
     * a folder holding ``train.jsonl`` and ``test.jsonl`` (e.g. written by :mod:`.converters`),
@@ -37,12 +36,12 @@ def prepare_data(config: RunConfig, paths: RunPaths) -> dict[str, Path]:
         splits = synth.make_splits(paths.data, seed=d.seed, n_train=d.train_size, n_eval=d.eval_size,
                                    image_size=(d.image_width, d.image_height))
         return {name: Path(p) for name, p in splits.items()}
-    families = task_families(d.source)
-    if families is not None:
+    spec = task_spec(d.source)
+    if spec is not None:
         from . import synth_tasks
 
         splits = synth_tasks.make_task_splits(paths.data, seed=d.seed, n_train=d.train_size, n_eval=d.eval_size,
-                                              image_size=(d.image_width, d.image_height), families=families)
+                                              image_size=(d.image_width, d.image_height), **spec)
         return {name: Path(p) for name, p in splits.items()}
     tasks = miniwob_tasks(d.source)
     if tasks is not None:
@@ -76,17 +75,25 @@ def _listed_source(source: str, prefix: str, default, known, what: str) -> list[
 TASKS_SOURCE = "tasks"
 
 
-def task_families(source: str) -> list[str] | None:
-    """The instruction families a ``data.source`` of task screens names, or None for other sources.
+def task_spec(source: str) -> dict | None:
+    """What a ``data.source`` of task screens draws (:func:`.synth_tasks.make_task_splits` arguments),
+    or None for other sources.
 
-    ``"tasks"`` means :data:`.synth_tasks.FINETUNE_FAMILIES`; ``"tasks:colour,kind"`` names families.
+    ``"tasks"`` is the default fine-tune task: 3-5 large buttons of different colours, the target named
+    by one of :data:`.synth_tasks.NEW_COLOURS` (colours the shipped base never heard named).
+    ``"tasks:colour,kind"`` draws mixed widgets (4-6), the target named by the families listed.
 
     Raises:
         ValueError: an unknown family (the message lists them).
     """
-    from .synth_tasks import FAMILIES, FINETUNE_FAMILIES
+    from .synth_tasks import FAMILIES, NEW_COLOURS
 
-    return _listed_source(source, TASKS_SOURCE, FINETUNE_FAMILIES, FAMILIES, "instruction families")
+    families = _listed_source(source, TASKS_SOURCE, [], FAMILIES, "instruction families")
+    if families is None:
+        return None
+    if not families:
+        return {"families": ["colour"], "colours": list(NEW_COLOURS), "boxes": True, "n_widgets": (3, 5)}
+    return {"families": families, "colours": None, "boxes": False, "n_widgets": (4, 6)}
 
 
 MINIWOB_SOURCE = "miniwob"

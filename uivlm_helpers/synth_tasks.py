@@ -38,6 +38,7 @@ from .synth import ICON_NAMES, ICON_WORDS, TARGET_KINDS, Widget, candidate_instr
 
 __all__ = [
     "FAMILIES", "FINETUNE_FAMILIES", "PALETTE", "PRETRAIN_FAMILIES", "TaskScreen", "family_instructions",
+    "generate_box_screen",
     "generate_task_records", "generate_task_screen", "make_task_splits", "pick_task_target", "task_example",
 ]
 
@@ -215,6 +216,63 @@ def generate_task_screen(rng: random.Random, image_size: tuple[int, int] = (224,
     raise ValueError(f"could not place {n_widgets} widgets on a {image_size} screen")
 
 
+def generate_box_screen(rng: random.Random, image_size: tuple[int, int] = (224, 224),
+                        colours: Sequence[str] | None = None, dark_rate: float = 0.2,
+                        wash: bool = True, n_boxes: tuple[int, int] = (1, 1)) -> TaskScreen:
+    """Large filled buttons in different palette colours, labels in white: the easy end of a pointing
+    curriculum, where colour is what tells the widgets apart.
+
+    One box is a fifth to a half of the width and an eighth to a quarter of the height (the first
+    stage: the only thing to learn is where the one salient thing is); several are a sixth to a third
+    by a tenth to a sixth, never overlapping.
+
+    Args:
+        colours: colours a single box may have (None: any); with several boxes every palette colour
+            can appear (restrict the *named* colour with :func:`pick_task_target`'s ``colours``).
+        n_boxes: inclusive range of the number of boxes.
+    """
+    width, height = image_size
+    low, high = n_boxes
+    if not 1 <= low <= high <= len(PALETTE):
+        raise ValueError(f"n_boxes must satisfy 1 <= low <= high <= {len(PALETTE)}, got {n_boxes}")
+    margin = max(4, round(min(image_size) * 0.04))
+    for _ in range(100):
+        dark = rng.random() < dark_rate
+        theme = synth._make_theme(rng, "dark" if dark else "light")
+        if not dark:
+            theme = dataclasses.replace(theme, bg=rng.choice(_BACKGROUNDS))
+        c = synth._Canvas(rng, image_size, theme, rng.choice((13, 14, 15, 16)))
+        if wash:
+            _wash(c.img, dark, rng)
+        n = rng.randint(low, high)
+        names = [rng.choice(list(colours or PALETTE))] if n == 1 else rng.sample(list(PALETTE), n)
+        labels = rng.sample(LABELS["button"], n)
+        boxes: list[tuple[int, int, int, int]] = []
+        for _ in range(n):
+            if n == 1:
+                w, h = rng.randint(width // 5, width // 2), rng.randint(height // 8, height // 4)
+            else:
+                w, h = rng.randint(width // 6, width // 3), rng.randint(height // 10, height // 6)
+            w = min(width - 2 * margin, max(w, c.text_w(labels[len(boxes)]) + 12))  # the label fits
+            for _ in range(80):
+                x, y = rng.randint(margin, width - margin - w), rng.randint(margin, height - margin - h)
+                if all(x + w + _GAP <= b[0] or b[2] + _GAP <= x or y + h + _GAP <= b[1] or b[3] + _GAP <= y
+                       for b in boxes):
+                    boxes.append((x, y, x + w, y + h))
+                    break
+            else:
+                break
+        if len(boxes) < n:
+            continue
+        widgets = []
+        for name, label, (x1, y1, x2, y2) in zip(names, labels, boxes):
+            c._rrect((x1, y1, x2, y2), PALETTE[name], None)
+            c.draw.text(((x1 + x2) / 2, (y1 + y2) / 2), label, font=c.font(), fill=(255, 255, 255), anchor="mm")
+            widgets.append(Widget("button", label, (x1, y1, x2, y2), PALETTE[name]))
+        return TaskScreen(c.img, tuple(widgets), tuple(names))
+    raise ValueError(f"could not place {n_boxes} boxes on a {image_size} screen")
+
+
 def _extremes(widgets: Sequence[Widget]) -> dict[int, list[str]]:
     """"Click the topmost element"-style instructions for widgets clearly beyond all others."""
     found: dict[int, list[str]] = {}
@@ -293,16 +351,22 @@ def pick_task_target(rng: random.Random, screen: TaskScreen, families: Sequence[
 def task_example(split: str, seed: int, index: int, families: Sequence[str] = PRETRAIN_FAMILIES,
                  weights: Sequence[float] | None = None, image_size: tuple[int, int] = (224, 224),
                  n_widgets: tuple[int, int] = (3, 5), id_prefix: str = "task",
-                 colours: Sequence[str] | None = None) -> dict:
+                 colours: Sequence[str] | None = None, box: bool = False,
+                 boxes: bool = False) -> dict:
     """One example as the plain record dict the collator and the evaluation use (image in memory).
 
     Example ``index`` of ``(split, seed)`` is the same whatever else is generated, so a dataset can
     draw examples lazily (in dataloader workers) and stay reproducible. A screen on which no widget
     can be named as asked (e.g. none in ``colours``) is drawn again from the same random stream.
+    ``box``: one large button (:func:`generate_box_screen`) instead of ``n_widgets`` widgets;
+    ``boxes``: ``n_widgets`` large buttons of different colours.
     """
     rng = _screen_rng(split, seed, index)
     for _ in range(50):
-        screen = generate_task_screen(rng, image_size, n_widgets=n_widgets)
+        if box or boxes:
+            screen = generate_box_screen(rng, image_size, colours, n_boxes=(1, 1) if box else n_widgets)
+        else:
+            screen = generate_task_screen(rng, image_size, n_widgets=n_widgets)
         try:
             target, instruction, family = pick_task_target(rng, screen, families, weights, colours)
             break
@@ -323,14 +387,16 @@ def task_example(split: str, seed: int, index: int, families: Sequence[str] = PR
 def generate_task_records(n: int, seed: int, out_dir: str | Path, split: str = "train",
                           families: Sequence[str] = PRETRAIN_FAMILIES, weights: Sequence[float] | None = None,
                           image_size: tuple[int, int] = (224, 224), n_widgets: tuple[int, int] = (3, 5),
-                          id_prefix: str = "task", colours: Sequence[str] | None = None) -> Path:
+                          id_prefix: str = "task", colours: Sequence[str] | None = None,
+                          boxes: bool = False) -> Path:
     """Write ``n`` task examples as a dataset folder (``<split>.jsonl`` + ``images/``), like
     :func:`.synth.generate_records`; ``source`` is ``synthetic-<family>``."""
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     records = []
     for i in range(n):
-        ex = task_example(split, seed, i, families, weights, image_size, n_widgets, id_prefix, colours)
+        ex = task_example(split, seed, i, families, weights, image_size, n_widgets, id_prefix, colours,
+                          boxes=boxes)
         relative = f"images/{ex['id']}.png"
         ex["image"].save(out / relative, format="PNG")
         records.append(UIRecord(id=ex["id"], image=relative, image_size=ex["image_size"],
@@ -343,11 +409,11 @@ def generate_task_records(n: int, seed: int, out_dir: str | Path, split: str = "
 def make_task_splits(out_dir: str | Path, seed: int = 0, n_train: int = 500, n_eval: int = 100,
                      image_size: tuple[int, int] = (224, 224), families: Sequence[str] = FINETUNE_FAMILIES,
                      n_widgets: tuple[int, int] = (4, 6), weights: Sequence[float] | None = None,
-                     colours: Sequence[str] | None = None) -> dict[str, Path]:
+                     colours: Sequence[str] | None = None, boxes: bool = False) -> dict[str, Path]:
     """A train and a test split of task screens in ``out_dir`` (the workbook's data step).
 
     The defaults are the default fine-tune task: colour instructions on screens of 4-6 widgets.
     """
     return {split: generate_task_records(n, seed, out_dir, split, families, weights, image_size, n_widgets,
-                                         colours=colours)
+                                         colours=colours, boxes=boxes)
             for split, n in (("train", n_train), ("test", n_eval))}

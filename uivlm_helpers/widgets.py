@@ -107,9 +107,16 @@ def _hub_reachable(timeout: float = 2.0) -> bool:
 
 
 def _model_availability(name: str) -> str | None:
+    from .pretrained import SHIPPED_MODELS, shipped_model_path
     from .tiny import TINY_MODELS
 
     if name in TINY_MODELS:
+        return None
+    if name in SHIPPED_MODELS:
+        try:
+            shipped_model_path(name)
+        except FileNotFoundError as err:
+            return str(err)
         return None
     folder = Path(name).expanduser()
     if folder.is_dir():

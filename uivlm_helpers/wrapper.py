@@ -19,7 +19,7 @@ from .actions import (Action, ActionDecoder, ParseFailure, decode_to_pixels, enc
 from .config import DEFAULT_MODEL, DEFAULT_TASK_PROMPT, RunConfig
 from .families import family_name_for, get_adapter
 from .prompts import user_text
-from .tiny import TINY_MODELS, tiny_checkpoint
+from .tiny import TINY_MODELS
 
 AGENT_FILE = "uivlm_agent.json"  # what travels with a saved agent besides weights and processor
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -42,8 +42,12 @@ class Prediction:
 
 
 def resolve_model_path(model_name: str) -> str:
-    """Local folder for a tiny model name; other names pass through unchanged (Hub ids, folders)."""
-    return str(tiny_checkpoint(model_name)) if model_name in TINY_MODELS else model_name
+    """Local folder for an offline model name (embedded tiny or shipped); other names pass through
+    unchanged (Hub ids, folders)."""
+    from .pretrained import local_checkpoint
+
+    folder = local_checkpoint(model_name)
+    return str(folder) if folder is not None else model_name
 
 
 def _as_image(image) -> Image.Image:
@@ -115,13 +119,15 @@ class VLMWrapper:
                  system_prompt: str | None = None, min_pixels: int | None = None,
                  max_pixels: int | None = None, trust_remote_code: bool = False, constrained: bool = False,
                  seed: int = 0):
-        saved = Path(model_name) / AGENT_FILE
+        saved = Path(resolve_model_path(model_name)) / AGENT_FILE
         agent = json.loads(saved.read_text()) if saved.is_file() else None
-        if agent:  # a saved agent brings its own prompt, format and pixel budget
-            action_format, task_prompt = agent["action_format"], agent["task_prompt"]
-            system_prompt, min_pixels, max_pixels = agent["system_prompt"], agent["min_pixels"], agent["max_pixels"]
-            max_new_tokens, temperature, do_sample = (agent["generation"][k] for k in
-                                                      ("max_new_tokens", "temperature", "do_sample"))
+        if agent:  # a saved agent brings its own prompt, format and pixel budget (a base: its prompt)
+            action_format = agent.get("action_format", action_format)
+            task_prompt, system_prompt = agent.get("task_prompt", task_prompt), agent.get("system_prompt", system_prompt)
+            min_pixels, max_pixels = agent.get("min_pixels", min_pixels), agent.get("max_pixels", max_pixels)
+            generation = agent.get("generation", {})
+            max_new_tokens = generation.get("max_new_tokens", max_new_tokens)
+            temperature, do_sample = generation.get("temperature", temperature), generation.get("do_sample", do_sample)
         self.model_name = model_name
         self.device = device
         self.torch_dtype = torch_dtype
@@ -132,7 +138,7 @@ class VLMWrapper:
         self.trust_remote_code = trust_remote_code
         self.constrained = constrained
         base_name = agent["base_model"] if agent and agent.get("adapter") else model_name
-        self.base_model_name = agent["base_model"] if agent else model_name
+        self.base_model_name = agent.get("base_model") or model_name if agent else model_name
         self.family = family_name_for(resolve_model_path(base_name))
         self.adapter = get_adapter(resolve_model_path(base_name))
         self.processor = self._load_processor(resolve_model_path(model_name), min_pixels, max_pixels)
