@@ -55,7 +55,7 @@ TINY_MODEL = ("Qwen2.5-VL · offline tiny (1.2 M, random weights, CPU)", "uivlm/
 TYPED_PARAMETERS = {
     "01_setup": 'TRAIN_SIZE = 16\nEVAL_SIZE = 4',
     "02_prompting": "N_SAMPLES = 3",
-    "03_lora_train": "MAX_STEPS = 10\nBATCH_SIZE = 1",  # two logged losses (logging_steps=5)
+    "03_lora_train": "MAX_STEPS = 50\nBATCH_SIZE = 1",  # two logged losses (logging_steps=25)
     "04_eval": 'LIVE_TASKS = ""',
 }
 CELL_TIMEOUT_S = 150

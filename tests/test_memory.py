@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from uivlm_helpers import memory, model_configs
-from uivlm_helpers.config import RunConfig, load_config
+from uivlm_helpers.config import DEFAULT_MODEL, RunConfig, load_config
 from uivlm_helpers.tiny import TINY_MODELS
 
 MEASURED = Path(__file__).resolve().parents[1].parent / "shared" / "measured" / "gpu_anchor_2b_h100.jsonl"
@@ -319,6 +319,7 @@ def test_tiny_estimate_matches_profiled_peak_on_cpu(capsys, one_thread):
     from uivlm_helpers.wrapper import VLMWrapper
 
     config = RunConfig()
+    config.model.name = "uivlm/tiny-qwen2-vl"         # 224x224 screenshots stay 64 image tokens
     config.training.batch_size = 4
     config.training.cache_vision_features = "false"   # profiled below on a plain batch (with pixels)
     wrapper = VLMWrapper.from_config(config)
@@ -376,7 +377,7 @@ def test_fits_message_suggests_the_cheapest_change_that_fits():
 def test_estimate_view_headless():
     config = RunConfig()
     view = memory.EstimateView(config, gpu_gib=24.0)
-    assert "total" in view.text and "fits" in view.text and view.estimate["model"] == "uivlm/tiny-qwen2-vl"
+    assert "total" in view.text and "fits" in view.text and view.estimate["model"] == DEFAULT_MODEL
     config.set("model.name", "Qwen/Qwen2-VL-7B-Instruct")
     config.set("model.torch_dtype", "bfloat16")
     view.update(config)

@@ -61,7 +61,8 @@ def test_the_default_tiny_model_on_cpu_is_available(cpu_only_offline):
 
 def test_every_offline_tiny_entry_is_available_offline(cpu_only_offline):
     tiny = [name for label, name in model_options() if "offline tiny" in label]
-    assert len(tiny) == len(widgets.MODEL_CHOICES)  # one per family
+    assert len(tiny) == len(widgets.MODEL_CHOICES) + 1  # one per family, plus the shipped UI base
+    assert "uivlm/tiny-qwen2-vl-ui" in tiny
     for name in tiny:
         assert widgets.availability_message(load_config({"model": {"name": name}})) is None, name
 

@@ -12,7 +12,7 @@ from uivlm_helpers import workbook
 from uivlm_helpers.config import ConfigError
 
 # Small but real: enough steps that training visibly lowers the loss on this CPU.
-SMALL = {"TRAIN_SIZE": 24, "EVAL_SIZE": 6, "MAX_STEPS": 24, "BATCH_SIZE": 4, "LEARNING_RATE": 2e-3,
+SMALL = {"TRAIN_SIZE": 24, "EVAL_SIZE": 6, "MAX_STEPS": 24, "BATCH_SIZE": 4, "LEARNING_RATE": 2e-3, "LOGGING_STEPS": 4,
          "EVAL_SAMPLES": 6, "N_SAMPLES": 2}
 
 

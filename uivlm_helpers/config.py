@@ -15,7 +15,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
-DEFAULT_MODEL = "uivlm/tiny-qwen2-vl"
+DEFAULT_MODEL = "uivlm/tiny-qwen2-vl-ui"
 DEFAULT_TASK_PROMPT = ("{instruction}\nAnswer with the next action only, coordinates {coordinate_hint}. "
                        "Format: {format_hint}")
 TORCH_DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -34,6 +34,8 @@ class LoraSettings:
     target_modules: list[str] | None = None
     lora_dropout: float = 0.05
     bias: str = "none"
+    # Words whose input embeddings train with the adapter (e.g. names the base model never read).
+    trainable_tokens: list[str] | None = None
 
 
 @dataclass
@@ -59,16 +61,18 @@ class ModelSettings:
 
 @dataclass
 class TrainingSettings:
-    batch_size: int = 4
+    # Defaults: the offline default run (LoRA on the tiny UI base, CPU). For a 2B-7B model on a GPU
+    # start from batch 4, learning rate 1e-4 to 2e-4 and a few hundred steps.
+    batch_size: int = 16
     gradient_accumulation_steps: int = 1
-    checkpoint_interval: int = 100
-    max_steps: int = 200
+    checkpoint_interval: int = 500
+    max_steps: int = 1500
     num_epochs: float = 1.0
-    warmup_steps: int = 0
-    lr_scheduler: str = "linear"
+    warmup_steps: int = 20
+    lr_scheduler: str = "cosine"
     gradient_checkpointing: bool = False
     mixed_precision: str = "no"
-    logging_steps: int = 5
+    logging_steps: int = 25
     seed: int = 0
     # Processes that prepare batches beside training (0: in the training process). Worth it on a GPU.
     dataloader_num_workers: int = 0
@@ -84,16 +88,17 @@ class TrainingSettings:
 
 @dataclass
 class AlgorithmSettings:
-    learning_rate: float = 1e-4
+    learning_rate: float = 3e-3
     weight_decay: float = 0.0
 
 
 @dataclass
 class DataSettings:
-    # "synthetic" generates screens into the run folder; otherwise a folder with train/test .jsonl.
-    source: str = "synthetic"
-    train_size: int = 256
-    eval_size: int = 32
+    # "tasks" / "synthetic" generate screens into the run folder, "miniwob" records demonstrations;
+    # otherwise a folder with train/test .jsonl (see run_data.prepare_data).
+    source: str = "tasks"
+    train_size: int = 1024
+    eval_size: int = 96
     image_width: int = 224
     image_height: int = 224
     seed: int = 0
@@ -103,7 +108,7 @@ class DataSettings:
 class EvaluationSettings:
     split: str = "test"
     max_samples: int | None = None
-    batch_size: int = 8
+    batch_size: int = 32
     gallery_size: int = 6
 
 

@@ -1,9 +1,9 @@
 """Models shipped inside the repository, trained with the project's own code.
 
-``uivlm/tiny-qwen2-vl-ui`` is meant to be a tiny Qwen2-VL pretrained from random weights on task
-screens by :mod:`.pretrain` (how, and how well: ``models/tiny-qwen2-vl-ui/TRAINING.md``); no run has
-produced a usable one yet, so the folder may be missing. Its folder is an ordinary Hugging Face
-checkpoint (config, safetensors, tokenizer, processor), so
+``uivlm/tiny-qwen2-vl-ui`` is a tiny Qwen2-VL pretrained from random weights on task screens by
+:mod:`.pretrain` (how, and how well: ``models/tiny-qwen2-vl-ui/TRAINING.md``); it is the workbook's
+default model. Its folder is an ordinary Hugging Face checkpoint (config, safetensors, tokenizer,
+processor, plus the prompt it was trained with in ``uivlm_agent.json``), so
 ``VLMWrapper(model_name=shipped_model_path("uivlm/tiny-qwen2-vl-ui"))`` or
 ``AutoModelForImageTextToText.from_pretrained`` load it like a Hub model, offline.
 """

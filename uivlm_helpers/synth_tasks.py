@@ -14,10 +14,12 @@ with labels in a 13-16 px font. The target is named by one instruction *family*:
                "Click the green one" (colour alone)
 =============  =====================================================================================
 
-The intended split (issue 12): a pretrained base (``models/tiny-qwen2-vl-ui``, :mod:`.pretrain`)
-learns ``label``, ``kind`` and ``position`` (:data:`PRETRAIN_FAMILIES`) and never sees a colour named;
-the default workbook run fine-tunes it on ``colour`` (:data:`FINETUNE_FAMILIES`), a task it does
-poorly before. The background is a soft colour wash that codes position (see :func:`_wash`).
+Two easier screen styles serve the pretraining curriculum (:mod:`.pretrain`):
+:func:`generate_box_screen` draws one large filled button, or 3-5 large buttons of different colours.
+The shipped base (``models/tiny-qwen2-vl-ui``) learned to click buttons named by
+:data:`BASE_COLOURS`; the default workbook run fine-tunes it to follow :data:`NEW_COLOURS`, names it
+never read (``run_data.task_spec("tasks")``). The background is a soft colour wash that codes position
+(see :func:`_wash`).
 
 Everything is a pure function of the seed (string-seeded ``random.Random`` per screen), like
 :mod:`.synth`: the same arguments give byte-identical screens and identical records.
@@ -55,6 +57,7 @@ FAMILIES = ("label", "kind", "position", "colour")
 #: Colours whose names the pretrained base learns, and the ones the default fine-tune teaches it.
 BASE_COLOURS = ("red", "green", "blue")
 NEW_COLOURS = ("orange", "purple", "pink")
+#: The generator's default families (reading labels, kinds and places), and the colour family alone.
 PRETRAIN_FAMILIES = ("label", "kind", "position")
 FINETUNE_FAMILIES = ("colour",)
 

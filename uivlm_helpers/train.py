@@ -157,6 +157,7 @@ def training_arguments(config: RunConfig, output_dir: Path) -> TrainingArguments
         warmup_steps=t.warmup_steps,
         lr_scheduler_type=t.lr_scheduler,
         logging_steps=t.logging_steps,
+        logging_first_step=True,
         save_strategy="steps",
         save_steps=t.checkpoint_interval,
         gradient_checkpointing=t.gradient_checkpointing,

@@ -21,7 +21,8 @@ from .config import RunConfig
 #: "offline tiny" entry: the embedded random-weight checkpoint of that architecture (see ``tiny.py``), built
 #: on this machine, so it loads with no network and no GPU.
 MODEL_CHOICES = {
-    "Qwen2-VL": [("offline tiny (1.1 M, random weights, CPU)", "uivlm/tiny-qwen2-vl"),
+    "Qwen2-VL": [("offline tiny UI base (1.1 M, pretrained on task screens, CPU)", "uivlm/tiny-qwen2-vl-ui"),
+                 ("offline tiny (1.1 M, random weights, CPU)", "uivlm/tiny-qwen2-vl"),
                  ("2B Instruct", "Qwen/Qwen2-VL-2B-Instruct"), ("7B Instruct", "Qwen/Qwen2-VL-7B-Instruct")],
     "Qwen2.5-VL": [("offline tiny (1.2 M, random weights, CPU)", "uivlm/tiny-qwen2.5-vl"),
                    ("3B Instruct", "Qwen/Qwen2.5-VL-3B-Instruct"), ("7B Instruct", "Qwen/Qwen2.5-VL-7B-Instruct")],

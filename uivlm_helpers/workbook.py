@@ -52,6 +52,7 @@ PARAMETER_KEYS = {
     "WARMUP_STEPS": "training.warmup_steps",
     "SEED": "training.seed",
     "LR_SCHEDULER": "training.lr_scheduler",
+    "LOGGING_STEPS": "training.logging_steps",
     "DATALOADER_WORKERS": "training.dataloader_num_workers",
     "CACHE_VISION_FEATURES": "training.cache_vision_features",
     "FUSED_CROSS_ENTROPY": "training.fused_cross_entropy",

@@ -216,11 +216,15 @@ class VLMWrapper:
         """
         from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
-        settings = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "bias": "none", "target_modules": None}
+        settings = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "bias": "none", "target_modules": None,
+                    "trainable_tokens": None}
         unknown = set(lora_config) - set(settings)
         if unknown:
             raise ValueError(f"lora_config: unknown keys {sorted(unknown)}; valid: {sorted(settings)}")
         settings.update({k: v for k, v in lora_config.items() if v is not None})
+        words = settings.pop("trainable_tokens")
+        if words:  # new words: their input embeddings train beside the adapter (peft's trainable tokens)
+            settings["trainable_token_indices"] = self.token_ids_of(words)
         names = settings.pop("target_modules") or self.adapter.lora_target_modules
         vision = "|".join(p.rstrip(".") for p in self.adapter.vision_module_prefixes)
         # A regex so the language model's projections are adapted, not same-named vision modules.
@@ -231,6 +235,11 @@ class VLMWrapper:
             torch.manual_seed(seed)
             self.model = get_peft_model(self.model, LoraConfig(target_modules=targets,
                                                                task_type=self.adapter.peft_task_type, **settings))
+
+    def token_ids_of(self, words: list[str]) -> list[int]:
+        """The vocabulary ids that spell ``words`` as they stand in a sentence (after a space)."""
+        tokenizer = self.processor.tokenizer
+        return sorted({i for word in words for i in tokenizer(" " + word, add_special_tokens=False)["input_ids"]})
 
     def freeze_vision_encoder(self) -> int:
         """Stop gradients in the vision tower and its projector; returns how many tensors were frozen."""
