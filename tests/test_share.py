@@ -111,3 +111,18 @@ def test_adapter_only_share_is_small_and_loads_with_its_base(tmp_path):
     folder = share.save_agent(agent, tmp_path / "adapter", merge=False)
     assert (folder / "adapter_model.safetensors").is_file() and not (folder / "model.safetensors").exists()
     assert VLMWrapper(str(folder)).has_adapter
+
+
+def test_sharing_without_a_trained_agent_says_run_03_first(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run 03_lora_train"):
+        share.load_trained_agent(tmp_path / "adapter")
+
+
+def test_the_run_configuration_travels_with_the_agent(tmp_path):
+    from uivlm_helpers.wrapper import VLMWrapper
+
+    config = load_config({"training": {"max_steps": 7}})
+    folder = share.save_agent(VLMWrapper("uivlm/tiny-qwen2-vl", use_lora=True, lora_config={"r": 4}),
+                              tmp_path / "share", merge=True, config=config)
+    assert load_config(folder / share.RUN_CONFIG_FILE) == config
+    assert (folder / "model.safetensors").is_file()

@@ -67,7 +67,7 @@ def test_merged_model_reproduces_the_evaluation(run_dir):
     shared = workbook.read_results(run_dir, "05_share")
     assert shared["reproduces"]["all_identical"], shared["reproduces"]
     assert shared["upload"]["pushed"] is False
-    assert "model.safetensors" in shared["files"] and "README.md" in shared["files"]
+    assert {"model.safetensors", "README.md", "uivlm_run_config.yaml", "uivlm_agent.json"} <= set(shared["files"])
     card = (run_dir / "share" / "README.md").read_text()
     assert card.startswith("---\n") and "click_accuracy" in card
 

@@ -40,12 +40,32 @@ def merge_and_save(wrapper: VLMWrapper, folder: str | Path) -> Path:
     return wrapper.save_pretrained(folder)
 
 
-def save_agent(wrapper: VLMWrapper, folder: str | Path, merge: bool = True) -> Path:
+RUN_CONFIG_FILE = "uivlm_run_config.yaml"
+
+
+def load_trained_agent(adapter_dir: str | Path) -> VLMWrapper:
+    """The agent 03_lora_train saved in ``RUN_DIR/adapter``, or a clear error when there is none."""
+    from .wrapper import AGENT_FILE
+
+    adapter_dir = Path(adapter_dir)
+    if not (adapter_dir / AGENT_FILE).is_file():
+        raise FileNotFoundError(f"no trained agent in {adapter_dir}: run 03_lora_train (it saves the adapter "
+                                "there) before sharing")
+    return VLMWrapper(str(adapter_dir))
+
+
+def save_agent(wrapper: VLMWrapper, folder: str | Path, merge: bool = True,
+               config: RunConfig | None = None) -> Path:
     """Save what is shared: the base with the adapter merged in (``merge``), or the adapter alone
-    (small; loading it fetches the base model named in its ``uivlm_agent.json``)."""
+    (small; loading it fetches the base model named in its ``uivlm_agent.json``); with ``config``, the
+    run configuration that trained it goes along (``uivlm_run_config.yaml``)."""
     if merge and wrapper.has_adapter:
-        return merge_and_save(wrapper, folder)
-    return wrapper.save_pretrained(folder)
+        folder = merge_and_save(wrapper, folder)
+    else:
+        folder = wrapper.save_pretrained(folder)
+    if config is not None:
+        config.save(Path(folder) / RUN_CONFIG_FILE)
+    return folder
 
 
 def attach_figure(figure: str | Path, folder: str | Path) -> str:
