@@ -146,3 +146,17 @@ def test_bad_arguments_are_clear_errors():
         VLMWrapper(torch_dtype="float8")
     with pytest.raises(ValueError, match="lora_config: unknown keys"):
         VLMWrapper(use_lora=True, lora_config={"rank": 4})
+
+
+def test_trainable_tokens_train_only_those_embeddings(screens):
+    agent = VLMWrapper("uivlm/tiny-qwen2-vl", use_lora=True, lora_config={"r": 4, "trainable_tokens": ["orange"]})
+    ids = agent.token_ids_of(["orange"])
+    assert ids and agent.processor.tokenizer.decode(ids).strip() == "orange"
+    embeddings = agent.model.get_input_embeddings()
+    before = embeddings(torch.arange(len(agent.processor.tokenizer))).detach().clone()
+    optimizer = torch.optim.SGD([p for p in agent.model.parameters() if p.requires_grad], lr=1.0)
+    agent.forward([screens[0]["image"]], ["Click the orange button"], ["click(10, 20)"])["loss"].backward()
+    optimizer.step()
+    after = embeddings(torch.arange(len(agent.processor.tokenizer))).detach()
+    changed = (after - before).abs().sum(dim=1).nonzero().flatten().tolist()
+    assert changed == ids
