@@ -167,7 +167,7 @@ def test_pretrain_trains_a_few_steps_on_cpu_and_resumes(tmp_path: Path):
     # Same data order and weights: the resumed run ends where the uninterrupted one did, up to float
     # noise that Adam's first steps amplify (~5% of the distance travelled). A run that restarted from
     # the first weights (what Trainer's own resume does to a full Qwen2-VL fine-tune, see
-    # pretrain.load_checkpoint_weights) would be about half the distance travelled away.
+    # train.UITrainer) would be about half the distance travelled away.
     again = _weights(tmp_path / "resumed")
     distance = lambda a, b: sum((a[k].float() - b[k].float()).abs().sum().item() for k in b)  # noqa: E731
     assert distance(again, trained) < 0.2 * distance(trained, init)
