@@ -101,6 +101,30 @@ def _wash(image: Image.Image, dark: bool, rng: random.Random) -> None:
     image.paste(Image.fromarray(np.clip(pixels, 0, 255).round().astype(np.uint8), "RGB"))
 
 
+def _blank_canvas(rng: random.Random, image_size, dark_rate: float, wash: bool, font_sizes):
+    """A light (one of :data:`_BACKGROUNDS`) or dark canvas, washed when ``wash``."""
+    dark = rng.random() < dark_rate
+    theme = synth._make_theme(rng, "dark" if dark else "light")
+    if not dark:
+        theme = dataclasses.replace(theme, bg=rng.choice(_BACKGROUNDS))
+    c = synth._Canvas(rng, image_size, theme, rng.choice(tuple(font_sizes)))
+    if wash:
+        _wash(c.img, dark, rng)
+    return c
+
+
+def _free_place(rng: random.Random, boxes, w: int, h: int, image_size, margin: int):
+    """A ``w`` x ``h`` box at a random place at least :data:`_GAP` from ``boxes`` (80 tries; None)."""
+    width, height = image_size
+    for _ in range(80):
+        x = rng.randint(margin, width - margin - w)
+        y = rng.randint(margin, height - margin - h)
+        if all(x + w + _GAP <= b[0] or b[2] + _GAP <= x or y + h + _GAP <= b[1] or b[3] + _GAP <= y
+               for b in boxes):
+            return x, y, x + w, y + h
+    return None
+
+
 @dataclasses.dataclass(frozen=True)
 class TaskScreen:
     """One drawn task screen: the image, its widgets and each widget's colour name (same order)."""
@@ -183,13 +207,7 @@ def generate_task_screen(rng: random.Random, image_size: tuple[int, int] = (224,
         raise ValueError(f"image_size must be at least 160x160, got {image_size}")
     width, height = image_size
     for _ in range(100):
-        dark = rng.random() < dark_rate
-        theme = synth._make_theme(rng, "dark" if dark else "light")
-        if not dark:
-            theme = dataclasses.replace(theme, bg=rng.choice(_BACKGROUNDS))
-        c = synth._Canvas(rng, image_size, theme, rng.choice(tuple(font_sizes)))
-        if wash:
-            _wash(c.img, dark, rng)
+        c = _blank_canvas(rng, image_size, dark_rate, wash, font_sizes)
         n = rng.randint(low, high)
         chosen = rng.sample(kinds, min(n, 2)) + [rng.choice(kinds) for _ in range(n - 2)]
         rng.shuffle(chosen)
@@ -202,16 +220,10 @@ def generate_task_screen(rng: random.Random, image_size: tuple[int, int] = (224,
             w, h = _size(c, kind, label, rng)
             if w > width - 2 * margin:
                 break
-            for _ in range(80):
-                x = rng.randint(margin, width - margin - w)
-                y = rng.randint(margin, height - margin - h)
-                box = (x, y, x + w, y + h)
-                if all(x + w + _GAP <= b[0] or b[2] + _GAP <= x or y + h + _GAP <= b[1] or b[3] + _GAP <= y
-                       for b in boxes):
-                    boxes.append(box)
-                    break
-            else:
+            box = _free_place(rng, boxes, w, h, image_size, margin)
+            if box is None:
                 break
+            boxes.append(box)
         if len(boxes) < n:
             continue  # did not fit: new size, new places
         widgets = [_draw(c, k, lab, PALETTE[col], box, rng) for k, lab, col, box in zip(chosen, labels, colours, boxes)]
@@ -240,13 +252,7 @@ def generate_box_screen(rng: random.Random, image_size: tuple[int, int] = (224, 
         raise ValueError(f"n_boxes must satisfy 1 <= low <= high <= {len(PALETTE)}, got {n_boxes}")
     margin = max(4, round(min(image_size) * 0.04))
     for _ in range(100):
-        dark = rng.random() < dark_rate
-        theme = synth._make_theme(rng, "dark" if dark else "light")
-        if not dark:
-            theme = dataclasses.replace(theme, bg=rng.choice(_BACKGROUNDS))
-        c = synth._Canvas(rng, image_size, theme, rng.choice((13, 14, 15, 16)))
-        if wash:
-            _wash(c.img, dark, rng)
+        c = _blank_canvas(rng, image_size, dark_rate, wash, (13, 14, 15, 16))
         n = rng.randint(low, high)
         names = [rng.choice(list(colours or PALETTE))] if n == 1 else rng.sample(list(PALETTE), n)
         labels = rng.sample(LABELS["button"], n)
@@ -257,14 +263,10 @@ def generate_box_screen(rng: random.Random, image_size: tuple[int, int] = (224, 
             else:
                 w, h = rng.randint(width // 6, width // 3), rng.randint(height // 10, height // 6)
             w = min(width - 2 * margin, max(w, c.text_w(labels[len(boxes)]) + 12))  # the label fits
-            for _ in range(80):
-                x, y = rng.randint(margin, width - margin - w), rng.randint(margin, height - margin - h)
-                if all(x + w + _GAP <= b[0] or b[2] + _GAP <= x or y + h + _GAP <= b[1] or b[3] + _GAP <= y
-                       for b in boxes):
-                    boxes.append((x, y, x + w, y + h))
-                    break
-            else:
+            box = _free_place(rng, boxes, w, h, image_size, margin)
+            if box is None:
                 break
+            boxes.append(box)
         if len(boxes) < n:
             continue
         widgets = []
