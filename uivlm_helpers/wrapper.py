@@ -119,7 +119,8 @@ class VLMWrapper:
                  system_prompt: str | None = None, min_pixels: int | None = None,
                  max_pixels: int | None = None, trust_remote_code: bool = False, constrained: bool = False,
                  seed: int = 0):
-        saved = Path(resolve_model_path(model_name)) / AGENT_FILE
+        model_path = resolve_model_path(model_name)
+        saved = Path(model_path) / AGENT_FILE
         agent = json.loads(saved.read_text()) if saved.is_file() else None
         if agent:  # a saved agent brings its own prompt, format and pixel budget (a base: its prompt)
             action_format = agent.get("action_format", action_format)
@@ -139,10 +140,11 @@ class VLMWrapper:
         self.constrained = constrained
         base_name = agent["base_model"] if agent and agent.get("adapter") else model_name
         self.base_model_name = agent.get("base_model") or model_name if agent else model_name
-        self.family = family_name_for(resolve_model_path(base_name))
-        self.adapter = get_adapter(resolve_model_path(base_name))
-        self.processor = self._load_processor(resolve_model_path(model_name), min_pixels, max_pixels)
-        self.model = self._load_model(resolve_model_path(base_name), load_in_8bit, load_in_4bit)
+        base_path = model_path if base_name == model_name else resolve_model_path(base_name)
+        self.family = family_name_for(base_path)
+        self.adapter = get_adapter(base_path)
+        self.processor = self._load_processor(model_path, min_pixels, max_pixels)
+        self.model = self._load_model(base_path, load_in_8bit, load_in_4bit)
         if agent and agent.get("adapter"):
             from peft import PeftModel
             self.model = PeftModel.from_pretrained(self.model, model_name)
