@@ -2,6 +2,12 @@
 
     .venv/bin/python bench/bench_fast_path.py                  # tiny Qwen2-VL on CPU, two screen sizes
     .venv/bin/python bench/bench_fast_path.py --steps 20 --batch-size 8
+    python3 bench/bench_fast_path.py --device cuda             # full-size Qwen2-VL-2B and 7B, 1288x728, batch 4 and 8
+
+On a GPU (``--device cuda``) see :func:`run_full_size`: full-size models with random bf16 weights, the
+plain recipe (LoRA on every language-model projection, gradient checkpointing, fast path off) against the
+same recipe with the fast path (cached features, then cached features + liger's fused cross-entropy),
+and the same pairs without checkpointing for 2B.
 
 For each setting the same records train twice through the workbook's own path
 (``VLMWrapper.from_config`` + ``train.train``, i.e. ``build_trainer`` and ``transformers.Trainer``), once with
@@ -92,14 +98,140 @@ def run_setting(name, size, max_pixels, args, folder: Path) -> dict:
     return row
 
 
+# Full-size runs: (name, settings, label). Everything is LoRA on all seven language-model projections
+# with the vision tower frozen; "plain" is the fast path off. liger patches the model *class* for the
+# whole process, so every run that may use it ("fused") comes after all the others, of both models.
+FULL_SIZE_RUNS = {
+    "plain_ckpt": ({"training__gradient_checkpointing": True, "training__cache_vision_features": "false",
+                    "training__fused_cross_entropy": "false"}, "plain recipe (ckpt on, fast path off)"),
+    "cache_ckpt": ({"training__gradient_checkpointing": True, "training__cache_vision_features": "true",
+                    "training__fused_cross_entropy": "false"}, "ckpt on, cached features"),
+    "plain": ({"training__gradient_checkpointing": False, "training__cache_vision_features": "false",
+               "training__fused_cross_entropy": "false"}, "ckpt off, fast path off"),
+    "cache": ({"training__gradient_checkpointing": False, "training__cache_vision_features": "true",
+               "training__fused_cross_entropy": "false"}, "ckpt off, cached features"),
+    "fused_ckpt": ({"training__gradient_checkpointing": True, "training__cache_vision_features": "true",
+                    "training__fused_cross_entropy": "true"}, "ckpt on, cached features + fused CE"),
+    "fused": ({"training__gradient_checkpointing": False, "training__cache_vision_features": "true",
+               "training__fused_cross_entropy": "true"}, "ckpt off, cached features + fused CE"),
+}
+UNFUSED_RUNS = ("plain_ckpt", "cache_ckpt", "plain", "cache")
+FUSED_RUNS = ("fused_ckpt", "fused")
+# Which runs each model gets by default (7B without checkpointing is left out: device time).
+DEFAULT_RUNS = {"2b": ("plain_ckpt", "cache_ckpt", "plain", "fused_ckpt", "fused"),
+                "7b": ("plain_ckpt", "cache_ckpt", "fused_ckpt")}
+
+
+def _weights_gib(model) -> float:
+    return sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers())) / 2 ** 30
+
+
+def run_full_size(args) -> dict:
+    """Full-size Qwen2-VL (random bf16 weights, sdpa) on a GPU, through ``build_trainer`` and the Trainer.
+
+    Each step is timed end to end (data loading and collation included, ``--workers`` dataloader workers
+    on both paths); peak memory is ``max_memory_allocated`` during ``trainer.train()`` (the cache build
+    before it is reported apart: ``build_peak_gib``), less the other model's weights (``peak_own_gib``).
+    """
+    import torch
+
+    import common
+    from bench_throughput import workbook_run
+
+    names = {"2b": common.QWEN_2B, "7b": common.QWEN_7B}
+    models = [m.strip() for m in args.models.split(",")]
+    batches = [int(b) for b in args.batches.split(",")]
+    screen = tuple(int(v) for v in args.screen.split("x")) if args.screen else common.SCREEN
+    gpu = args.device.startswith("cuda")
+    dtype, precision = ("bfloat16", "bf16") if gpu else ("float32", "no")
+    layers = {"text_layers": args.shrink, "vision_depth": args.shrink} if args.shrink else {}
+    results = Results(args.out, "bench_fast_path", " ".join(["python3 bench/bench_fast_path.py", *args.argv]),
+                      device=args.device, screen=list(screen), warmup_steps=args.warmup, steps=args.steps,
+                      workers=args.workers, shrink=args.shrink)
+    with tempfile.TemporaryDirectory() as tmp:
+        records = common.synthetic_records(max(batches) * (args.warmup + args.steps), tmp, size=screen, seed=1)
+        processor = common.bench_processor()
+        bases = {}
+        for model in models:
+            bases[model] = common.build_full_model(names[model], processor, device=args.device, dtype=dtype, **layers)
+            print(f"built {names[model]} in {bases[model]._bench_build_s:.1f} s", flush=True)
+        wrapper_cls = common.full_size_wrapper_class(processor, {})
+        wanted = {m: [r for r in (args.runs.split(",") if args.runs else DEFAULT_RUNS[m])] for m in models}
+        order = [(m, b, r) for phase in (UNFUSED_RUNS, FUSED_RUNS) for m in models for b in batches
+                 for r in phase if r in wanted[m]]
+        for model, batch, run in order:
+            settings, label = FULL_SIZE_RUNS[run]
+            config = common.run_config(names[model], args.device, dtype, training__batch_size=batch,
+                                       training__mixed_precision=precision,
+                                       training__dataloader_num_workers=args.workers, **settings)
+            config.data.image_width, config.data.image_height = screen
+            wrapper_cls.models = {"bf16": bases[model]}
+            try:
+                row, _ = workbook_run(config, wrapper_cls, records, args.warmup, args.steps, label, args.device)
+            except Exception as error:  # noqa: BLE001 - record and go on (e.g. out of memory)
+                row = {"trainer": label, "error": f"{type(error).__name__}: {str(error)[:300]}"}
+                common.free_memory()
+            # Both models stay on the GPU (liger's class patch forces this run order), so the other one's
+            # weights sit inside max_memory_allocated: recorded, and taken out in peak_own_gib.
+            other = sum(_weights_gib(bases[m]) for m in bases if m != model)
+            row.update(model=common.SHORT[names[model]], run=run, batch=batch, other_models_gib=other,
+                       peak_own_gib=row["peak_gib"] - other if row.get("peak_gib") is not None else None)
+            results.add(row)
+            print(f"{row['model']} b{batch} {label}: {common.fmt(row.get('tokens_per_s'), 0)} tokens/s, "
+                  f"peak {common.fmt(row.get('peak_gib'))} GiB {row.get('error', '')}", flush=True)
+    rows = results.data["rows"]
+    by = {(r["model"], r["batch"], r["run"]): r for r in rows if r.get("tokens_per_s")}
+    speedups = []
+    for (model, batch, run), row in by.items():
+        base_run = "plain" if run in ("plain", "cache", "fused") else "plain_ckpt"
+        base = by.get((model, batch, base_run))
+        if base and run != base_run:
+            speedups.append({"model": model, "batch": batch, "run": run, "over": base_run,
+                             "speedup": row["tokens_per_s"] / base["tokens_per_s"],
+                             "peak_gib": row["peak_own_gib"], "plain_peak_gib": base["peak_own_gib"],
+                             "peak_no_higher": (row["peak_gib"] <= base["peak_gib"]
+                                                if row["peak_gib"] is not None and base["peak_gib"] is not None
+                                                else None)})
+    results.data["speedups"] = speedups
+    results.save()
+    print_table(rows, [("model", "model"), ("batch", "batch"), ("trainer", "run"), ("step_s_median", "step s"),
+                       ("samples_per_s", "samples/s"), ("tokens_per_s", "tokens/s"), ("peak_own_gib", "peak GiB"),
+                       ("build_trainer_s", "build s")],
+                title=f"full-size Qwen2-VL{f' ({args.shrink} layers)' if args.shrink else ''}, "
+                      f"{screen[0]}x{screen[1]}, LoRA all, {dtype}, {args.device}")
+    print_table(speedups, [("model", "model"), ("batch", "batch"), ("run", "run"), ("over", "over"),
+                           ("speedup", "tokens/s ×"), ("peak_gib", "peak GiB"), ("plain_peak_gib", "plain peak GiB"),
+                           ("peak_no_higher", "peak ≤ plain")], title="speed-up over the plain recipe")
+    print(f"\nwrote {args.out}")
+    return results.data
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", help="cpu (tiny model) or cuda (full-size 2B / 7B)")
+    parser.add_argument("--models", default="2b,7b", help="GPU: full-size models (2b, 7b)")
+    parser.add_argument("--batches", default="4,8", help="GPU: batch sizes")
+    parser.add_argument("--runs", default=None, help=f"GPU: runs for every model (default per model: {DEFAULT_RUNS})")
+    parser.add_argument("--warmup", type=int, default=2, help="GPU: untimed steps per run")
+    parser.add_argument("--workers", type=int, default=4, help="GPU: dataloader workers (both paths)")
+    parser.add_argument("--shrink", type=int, default=None,
+                        help="rehearsal of the GPU runs on any device: full widths, this many layers")
+    parser.add_argument("--screen", default=None, help="full-size runs: WxH (default 1288x728)")
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=12, help="Trainer steps per path")
+    parser.add_argument("--steps", type=int, default=None, help="Trainer steps per path (timed steps on a GPU; "
+                        "default 12 on the CPU, 6 on a GPU)")
     parser.add_argument("--profile-steps", type=int, default=3, help="steps of the one-batch measurement")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "bench_fast_path.json")
+    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
+    args.argv = list(argv if argv is not None else sys.argv[1:])
+    gpu = args.device.startswith("cuda")
+    args.out = args.out or RESULTS_DIR / ("bench_fast_path_gpu.json" if gpu else "bench_fast_path.json")
+    args.steps = args.steps or (6 if gpu or args.shrink else 12)
+    if gpu or args.shrink:
+        if args.shrink and not gpu:
+            args.out = args.out.with_name("bench_fast_path_rehearsal.json")
+        return run_full_size(args)
 
     import torch
 

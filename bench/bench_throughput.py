@@ -127,6 +127,8 @@ def workbook_run(config, wrapper_cls, records, warmup, steps, label, device):
             start = time.perf_counter()
             trainer, _ = build_trainer(config, wrapper, records[:n_records], run_dir)
             build_s = time.perf_counter() - start
+            build_peak = _peak(device)  # the feature cache and its self-check; training's peak is apart
+            _reset_peak(device)
             fast = dict(getattr(trainer, "fast_path", {}) or {})
             clock = StepClock(device)
             trainer.add_callback(clock.callback)
@@ -149,7 +151,8 @@ def workbook_run(config, wrapper_cls, records, warmup, steps, label, device):
                      "mixed_precision": config.training.mixed_precision,
                      "cache_vision_features": cache_on, "fused_cross_entropy": bool(fast.get("fused_cross_entropy")),
                      "fast_path_reasons": {k: fast.get(k) for k in ("cache_reason", "fused_reason")},
-                     "build_trainer_s": build_s, "records_cached": n_records if cache_on else 0,
+                     "text_only_batches": fast.get("text_only_batches"),
+                     "build_trainer_s": build_s, "build_peak_gib": build_peak, "records_cached": n_records if cache_on else 0,
                      "cache_s_per_image": build_s / n_records if cache_on else None}), wrapper.model
 
 

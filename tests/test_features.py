@@ -275,3 +275,70 @@ def test_gpu_weight_fingerprint_sees_any_single_changed_element():
             changed = weights.clone()
             changed.view(-1).view(features._INT_OF_SIZE[weights.element_size()])[index] ^= 1
             assert features._fingerprint(changed) != features._fingerprint(weights)
+
+
+def _same_batch(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+
+
+def test_qwen_batches_are_built_without_decoding_a_screenshot(screens, tmp_path, monkeypatch):
+    """The cache keeps each screenshot's token layout (``image_grid_thw``); a batch of cached screenshot
+    files is then built without decoding or resizing any of them, equal to the decoded batch value for
+    value (two screen sizes in one batch). In-memory screenshots and caches without layouts fall back."""
+    wrapper = _wrapper()
+    wide = Image.open(screens[1]["image"]).convert("RGB").resize((336, 240))
+    wide.save(tmp_path / "wide.png")
+    records = [screens[0], {**screens[1], "image": str(tmp_path / "wide.png")}, screens[2]]
+    cache = build_cache(wrapper, records, tmp_path / "cache", progress=False)
+    grids = wrapper.processor.image_processor(images=[Image.open(r["image"]).convert("RGB") for r in records],
+                                              return_tensors="pt")["image_grid_thw"].tolist()
+    keys = features.record_image_keys(records)
+    assert [cache.layout(k) for k in keys] == [{"image_grid_thw": g} for g in grids]
+    assert grids[0] != grids[1]                                    # the batch mixes two token layouts
+    install_feature_hook(wrapper.model)
+    decoding = CachedFeaturesCollator(wrapper, cache)
+    decoding.text_only = False
+    expected = decoding(records)
+
+    collator = CachedFeaturesCollator(wrapper, cache)
+    def no_pixels(*args, **kwargs):
+        raise AssertionError("a screenshot was decoded or processed")
+    monkeypatch.setattr(features, "image_hash", no_pixels)
+    monkeypatch.setattr(type(wrapper.processor.image_processor), "__call__", no_pixels)
+    _same_batch(collator(records), expected)
+    assert collator.text_only_batches == 1
+    monkeypatch.undo()
+
+    in_memory = [{**r, "image": Image.open(r["image"]).convert("RGB")} for r in records]
+    _same_batch(collator(in_memory), expected)
+    assert collator.text_only_batches == 1                          # decoded this time
+    for entry in cache.manifest["entries"].values():                # a cache written before layouts existed
+        entry.pop("layout")
+    _same_batch(CachedFeaturesCollator(wrapper, cache)(records), expected)
+
+
+def test_self_check_turns_batches_without_pixels_off_when_they_differ(screens, tmp_path, capsys):
+    """A stored layout that lays the image tokens out differently (same count, other M-RoPE positions) is
+    caught by the fast path's self-check before training: the collator decodes screenshots instead."""
+    import json
+
+    from uivlm_helpers.train import build_trainer
+
+    config = load_config({"training": {"batch_size": 2, "max_steps": 1, "cache_vision_features": "true"}})
+    wrapper = VLMWrapper.from_config(config)
+    trainer, _ = build_trainer(config, wrapper, screens[:2], tmp_path / "run")
+    assert trainer.fast_path["text_only_batches"] is True
+    folder = Path(trainer.fast_path["cache_dir"])
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for entry in manifest["entries"].values():
+        t, h, w = entry["layout"]["image_grid_thw"]
+        entry["layout"]["image_grid_thw"] = [t, h * 2, w // 2]      # as many tokens, another shape
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    capsys.readouterr()
+    wrapper = VLMWrapper.from_config(config)
+    trainer, _ = build_trainer(config, wrapper, screens[:2], tmp_path / "run")
+    assert trainer.fast_path["text_only_batches"] is False and trainer.fast_path["self_check"]["ok"]
+    assert "differ from the processor's in ['position_ids']" in capsys.readouterr().out
+    assert trainer.data_collator.text_only is False

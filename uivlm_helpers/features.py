@@ -37,6 +37,7 @@ optional extra ``pip install 'uivlm[fast]'``; ``auto`` uses it when both are the
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import inspect
 import json
@@ -377,11 +378,23 @@ def _split_features(output, n_images: int, hidden: int) -> list[torch.Tensor] | 
     return None
 
 
-def compute_features(wrapper: VLMWrapper, images, mixed_precision: str = "no") -> list[torch.Tensor]:
+def image_layouts(vision_inputs, n_images: int) -> list[dict]:
+    """Per image, what the processor needs besides pixels to lay out its tokens (Qwen: ``image_grid_thw``).
+
+    Empty dicts for families whose token count does not depend on the image.
+    """
+    grid = vision_inputs.get("image_grid_thw") if hasattr(vision_inputs, "get") else None
+    if grid is None or len(grid) != n_images:
+        return [{} for _ in range(n_images)]
+    return [{"image_grid_thw": [int(v) for v in row]} for row in grid.tolist()]
+
+
+def compute_features(wrapper: VLMWrapper, images, mixed_precision: str = "no", with_layouts: bool = False):
     """The vision tower's output (``get_image_features``, projector included) for each image, on the CPU.
 
     One row per image token, in the order the plain forward scatters them. Computed without gradients,
-    under the Trainer's autocast when mixed precision is on.
+    under the Trainer's autocast when mixed precision is on. With ``with_layouts`` returns
+    ``(features, layouts)`` (:func:`image_layouts`).
     """
     hf = _hf_model(wrapper.model)
     hidden = hf.get_input_embeddings().weight.shape[-1]
@@ -396,8 +409,9 @@ def compute_features(wrapper: VLMWrapper, images, mixed_precision: str = "no") -
         output = hf.get_image_features(**kwargs)
     features = _split_features(output, len(images), hidden)
     if features is None:  # a tower whose batched output cannot be split per image: one at a time
-        return [f for image in images for f in compute_features(wrapper, [image], mixed_precision)]
-    return [f.detach().to("cpu").contiguous().clone() for f in features]
+        features = [compute_features(wrapper, [image], mixed_precision)[0] for image in images]
+    features = [f.detach().to("cpu").contiguous().clone() for f in features]
+    return (features, image_layouts(vision_inputs, len(images))) if with_layouts else features
 
 
 # -- storage ------------------------------------------------------------------------------------------
@@ -532,10 +546,12 @@ class FeatureCache:
         return report
 
     # writing --------------------------------------------------------------------------------------
-    def add(self, image_key: str, features: torch.Tensor) -> None:
-        """Queue one image's features; a shard is written once ``shard_bytes`` are queued."""
+    def add(self, image_key: str, features: torch.Tensor, layout: dict | None = None) -> None:
+        """Queue one image's features (and its :func:`image_layouts` entry); a shard is written once
+        ``shard_bytes`` are queued."""
         features = features.detach().to("cpu").contiguous()
-        self._pending[image_key] = {"features": features, "checksum": tensor_checksum(features)}
+        self._pending[image_key] = {"features": features, "checksum": tensor_checksum(features),
+                                    "layout": dict(layout or {})}
         self._pending_bytes += features.numel() * features.element_size()
         if self._pending_bytes >= self.shard_bytes:
             self.flush()
@@ -556,10 +572,16 @@ class FeatureCache:
             features = item["features"]
             self.manifest["entries"][image_key] = {
                 "shard": name, "tokens": int(features.shape[0]), "hidden": int(features.shape[-1]),
-                "dtype": str(features.dtype).replace("torch.", ""), "blake2b": item["checksum"]}
+                "dtype": str(features.dtype).replace("torch.", ""), "blake2b": item["checksum"],
+                "layout": item["layout"]}
         self._write_manifest()
         self._pending.clear()
         self._pending_bytes = 0
+
+    def layout(self, image_key: str) -> dict | None:
+        """The entry's image layout (``{"image_grid_thw": [t, h, w]}`` for Qwen), None when unknown."""
+        entry = self.manifest["entries"].get(image_key) or self._pending.get(image_key)
+        return entry.get("layout") if entry else None
 
     def drop(self, image_key: str) -> None:
         """Forget one entry (its bytes stay in the shard until the folder is rebuilt)."""
@@ -620,10 +642,11 @@ def _load_hash_index(root: Path) -> dict:
         return {}
 
 
-def record_image_keys(records, root: Path | None = None) -> list[str]:
+def record_image_keys(records, root: Path | None = None, index: dict | None = None) -> list[str]:
     """Each record's :func:`image_hash`; image files already hashed (same path, size and mtime) are not
-    decoded again (``image_index.json`` in the cache root)."""
-    index = _load_hash_index(root) if root else {}
+    decoded again (``image_index.json`` in the cache root, or the ``index`` dict given, updated in place)."""
+    if index is None:
+        index = _load_hash_index(root) if root else {}
     keys, changed = [], False
     for record in records:
         image = record["image"]
@@ -726,9 +749,10 @@ def _build_cache(wrapper, records, root: Path, key: dict, *, mixed_precision, ba
     try:
         for i in range(0, len(todo), batch_size):
             chunk = todo[i:i + batch_size]
-            features = compute_features(wrapper, [image for _, image in chunk], mixed_precision)
-            for (image_key, _), feats in zip(chunk, features):
-                cache.add(image_key, feats)
+            features, layouts = compute_features(wrapper, [image for _, image in chunk], mixed_precision,
+                                                 with_layouts=True)
+            for (image_key, _), feats, layout in zip(chunk, features, layouts):
+                cache.add(image_key, feats, layout)
             bar.update(len(chunk))
         cache.flush()
     finally:
@@ -761,6 +785,26 @@ def rope_position_ids(model, batch: dict) -> torch.Tensor:
     return position_ids
 
 
+class _LayoutOnlyImageProcessor:
+    """Stands in for a Qwen image processor when the features are cached: it returns the cached
+    ``image_grid_thw`` (all the processor needs to expand the image tokens) and touches no pixel."""
+
+    def __init__(self, real, grids: list[list[int]]):
+        self._real = real
+        self._grids = grids
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+    def fetch_images(self, images):
+        return images
+
+    def __call__(self, images=None, *args, **kwargs):
+        from transformers import BatchFeature
+
+        return BatchFeature({"image_grid_thw": torch.tensor(self._grids, dtype=torch.long)})
+
+
 class CachedFeaturesCollator:
     """:class:`~uivlm_helpers.train.UICollator`'s batches with the pixels replaced by cached features.
 
@@ -768,15 +812,24 @@ class CachedFeaturesCollator:
     the vision inputs are dropped, :data:`FEATURES_KEY` holds the features of the batch's images in
     order, and the Qwen families get their M-RoPE ``position_ids``. A screenshot missing from the cache
     (or whose entry fails its checksum) is computed on the spot and kept in memory.
+
+    For Qwen families with screenshot files whose cache entries carry their token layout, a batch is
+    built without decoding or resizing any screenshot (``text_only``): the file's hash comes from the
+    cache's image index, its size from the file header, and the processor lays out the image tokens
+    from the cached ``image_grid_thw``. The fast path's self-check compares such a batch with the plain
+    collator's, token for token, and turns ``text_only`` off if they differ.
     """
 
     def __init__(self, wrapper: VLMWrapper, cache: FeatureCache, max_length: int | None = None,
-                 mixed_precision: str = "no"):
+                 mixed_precision: str = "no", image_index: dict | None = None):
         self.wrapper = wrapper
         self.cache = cache
         self.max_length = max_length
         self.mixed_precision = mixed_precision
         self.computed_on_the_fly = 0
+        self.text_only = wrapper.family in ROPE_INDEX_FAMILIES
+        self.text_only_batches = 0
+        self._image_index = image_index if image_index is not None else _load_hash_index(cache.folder.parent)
         self._extra: dict[str, torch.Tensor] = {}  # computed here, kept in memory (the next build stores them)
 
     def features(self, image) -> torch.Tensor:
@@ -791,6 +844,9 @@ class CachedFeaturesCollator:
         return features
 
     def __call__(self, records: list[dict]):
+        batch = self._text_only_batch(records) if self.text_only else None
+        if batch is not None:
+            return batch
         wrapper = self.wrapper
         images = [_as_image(r["image"]) for r in records]
         targets = [wrapper.render_target(r["action"], img.size) for r, img in zip(records, images)]
@@ -799,9 +855,40 @@ class CachedFeaturesCollator:
                                     record_ids=[r.get("id", i) for i, r in enumerate(records)]))
         return self.finish(batch, images)
 
+    def _text_only_batch(self, records: list[dict]) -> dict | None:
+        """The batch from cached layouts and features, or None when a screenshot is not a cached file."""
+        from PIL import Image
+
+        if not all(isinstance(r["image"], (str, os.PathLike)) for r in records):
+            return None
+        keys = record_image_keys(records, index=self._image_index)
+        layouts = [self.cache.layout(k) for k in keys]
+        if not all(layout and "image_grid_thw" in layout for layout in layouts):
+            return None
+        features = [self._extra.get(k) if k in self._extra else self.cache.get(k) for k in keys]
+        if any(f is None for f in features):
+            return None
+        sizes = []
+        for record in records:
+            with Image.open(record["image"]) as image:  # reads the header, not the pixels
+                sizes.append(image.size)
+        processor = copy.copy(self.wrapper.processor)
+        processor.image_processor = _LayoutOnlyImageProcessor(self.wrapper.processor.image_processor,
+                                                              [layout["image_grid_thw"] for layout in layouts])
+        placeholders = [Image.new("RGB", (1, 1)) for _ in records]
+        targets = [self.wrapper.render_target(r["action"], size) for r, size in zip(records, sizes)]
+        batch = dict(self.wrapper.encode(placeholders, [r["instruction"] for r in records], targets,
+                                         max_length=self.max_length,
+                                         record_ids=[r.get("id", i) for i, r in enumerate(records)],
+                                         processor=processor))
+        self.text_only_batches += 1
+        return self._attach(batch, features)
+
     def finish(self, batch: dict, images) -> dict:
         """Turn a plain batch (with pixels) of ``images`` into the cached one."""
-        features = [self.features(image) for image in images]
+        return self._attach(batch, [self.features(image) for image in images])
+
+    def _attach(self, batch: dict, features: list[torch.Tensor]) -> dict:
         token_id = _image_token_id(self.wrapper.model)
         per_row = (batch["input_ids"] == token_id).sum(dim=1).tolist()
         if per_row != [f.shape[0] for f in features]:
@@ -946,7 +1033,19 @@ def prepare_fast_path(config, wrapper: VLMWrapper, train_records, run_dir, colla
     if sample:
         plain_batch = collator(sample)
         images = [_as_image(r["image"]) for r in sample]
-        check = check_exact(wrapper, plain_batch, cached_collator.finish(dict(plain_batch), images))
+        cached_batch = cached_collator.finish(dict(plain_batch), images)
+        text_only = cached_collator._text_only_batch(sample) if cached_collator.text_only else None
+        if text_only is not None:
+            differs = [k for k in ("input_ids", "attention_mask", "labels", "position_ids")
+                       if k in cached_batch and not torch.equal(text_only.get(k), cached_batch[k])]
+            if differs:  # never train on a layout that is not the processor's own
+                print(f"vision-feature cache: batches without pixels differ from the processor's in {differs}; "
+                      "decoding screenshots in the collator instead")
+                cached_collator.text_only = False
+            else:
+                cached_batch = text_only
+        info["text_only_batches"] = cached_collator.text_only and text_only is not None
+        check = check_exact(wrapper, plain_batch, cached_batch)
     info.update(cache_dir=str(cache.folder), cache=describe_cache(cache), self_check=check)
     if check is not None and not check["ok"]:
         remove_feature_hook(wrapper.model)

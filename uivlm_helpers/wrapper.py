@@ -282,11 +282,15 @@ class VLMWrapper:
         return render_action(model_action, self.action_format, space)
 
     def encode(self, images, instructions, targets=None, padding_side="right", max_length=None,
-               record_ids=None, examples=None):
-        """Model inputs for a batch; ``targets`` are answer strings (labels cover only them)."""
+               record_ids=None, examples=None, processor=None):
+        """Model inputs for a batch; ``targets`` are answer strings (labels cover only them).
+
+        ``processor`` replaces the wrapper's own for this call (the feature cache passes one whose image
+        processor only lays out tokens).
+        """
         images = [_as_image(i) for i in images]
         prompts = [self.prompt_text(i, examples) for i in instructions]
-        return self.adapter.encode(self.processor, images, prompts, targets, padding_side, max_length,
+        return self.adapter.encode(processor or self.processor, images, prompts, targets, padding_side, max_length,
                                    record_ids)
 
     # -- the seed API -------------------------------------------------------------------------
