@@ -125,6 +125,27 @@ def test_task_examples_are_deterministic_under_a_seed(tmp_path: Path):
     assert read_records(second["train"])[0].instruction == read_records(first["train"])[0].instruction
 
 
+def test_task_screens_are_the_same_in_every_process(tmp_path: Path):
+    """Nothing depends on Python's per-process string hashing (set order): two processes with different
+    hash seeds write the same mixed-widget and box splits, byte for byte."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import sys; from uivlm_helpers.synth_tasks import make_task_splits as m; "
+              "m(sys.argv[1] + '/w', seed=2, n_train=12, n_eval=4, families=['colour', 'kind', 'label', 'position']); "
+              "m(sys.argv[1] + '/b', seed=2, n_train=8, n_eval=4, colours=['red', 'green', 'blue'], boxes=True, "
+              "n_widgets=(3, 5))")
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        subprocess.run([sys.executable, "-c", script, str(tmp_path / hash_seed)], check=True, env=env,
+                       cwd=Path(__file__).resolve().parents[1])
+    files = lambda root: {p.relative_to(root).as_posix(): p.read_bytes()  # noqa: E731
+                          for p in sorted(root.rglob("*")) if p.is_file()}
+    first, second = files(tmp_path / "1"), files(tmp_path / "2")
+    assert len(first) > 30 and first == second
+
+
 def test_coarse_answers_are_cell_centres():
     from uivlm_helpers.coords import get_space
     from uivlm_helpers.pretrain import coarse_action

@@ -212,7 +212,7 @@ def generate_task_screen(rng: random.Random, image_size: tuple[int, int] = (224,
         chosen = rng.sample(kinds, min(n, 2)) + [rng.choice(kinds) for _ in range(n - 2)]
         rng.shuffle(chosen)
         colours = rng.sample(list(PALETTE), n)
-        pools = {k: rng.sample(LABELS[k], len(LABELS[k])) for k in set(chosen)}
+        pools = {k: rng.sample(LABELS[k], len(LABELS[k])) for k in sorted(set(chosen))}  # not hash order
         labels = [pools[k].pop() for k in chosen]
         margin = max(4, round(min(image_size) * 0.04))
         boxes: list[tuple[int, int, int, int]] = []
