@@ -26,9 +26,10 @@ The result is saved like a Hub checkpoint (config, safetensors, tokenizer, proce
 with ``VLMWrapper(model_name=<folder>)`` / ``from_pretrained``.
 
 Measured (``models/tiny-qwen2-vl-ui/TRAINING.md``, ``bench/results/pretrain_recipes_cpu.json``): the
-defaults below are the shipped base's recipe; on a 2-core CPU it takes about 25 minutes and clicks the
-named button on 49% of held-out screens. One small widget per screen in the first stage, or mixed
-widgets from the start, kept the loss at the plateau.
+defaults below are the CPU recipe (7,000 steps of batch 32, about 25 minutes on 2 cores, 49% of held-out
+screens); the shipped base ran the same curriculum on a GPU with batch 128 and a 300 s time budget
+(3,929 steps, 62%). One small widget per screen in the first stage, or mixed widgets from the start,
+kept the loss at the plateau.
 """
 
 from __future__ import annotations
