@@ -101,20 +101,19 @@ def run_setting(name, size, max_pixels, args, folder: Path) -> dict:
 # Full-size runs: (name, settings, label). Everything is LoRA on all seven language-model projections
 # with the vision tower frozen; "plain" is the fast path off. liger patches the model *class* for the
 # whole process, so every run that may use it ("fused") comes after all the others, of both models.
-FULL_SIZE_RUNS = {
-    "plain_ckpt": ({"training__gradient_checkpointing": True, "training__cache_vision_features": "false",
-                    "training__fused_cross_entropy": "false"}, "plain recipe (ckpt on, fast path off)"),
-    "cache_ckpt": ({"training__gradient_checkpointing": True, "training__cache_vision_features": "true",
-                    "training__fused_cross_entropy": "false"}, "ckpt on, cached features"),
-    "plain": ({"training__gradient_checkpointing": False, "training__cache_vision_features": "false",
-               "training__fused_cross_entropy": "false"}, "ckpt off, fast path off"),
-    "cache": ({"training__gradient_checkpointing": False, "training__cache_vision_features": "true",
-               "training__fused_cross_entropy": "false"}, "ckpt off, cached features"),
-    "fused_ckpt": ({"training__gradient_checkpointing": True, "training__cache_vision_features": "true",
-                    "training__fused_cross_entropy": "true"}, "ckpt on, cached features + fused CE"),
-    "fused": ({"training__gradient_checkpointing": False, "training__cache_vision_features": "true",
-               "training__fused_cross_entropy": "true"}, "ckpt off, cached features + fused CE"),
-}
+def _switches(checkpointing: bool, cache: bool, fused: bool) -> dict:
+    on_off = lambda flag: "true" if flag else "false"  # noqa: E731
+    return {"training__gradient_checkpointing": checkpointing, "training__cache_vision_features": on_off(cache),
+            "training__fused_cross_entropy": on_off(fused)}
+
+
+FULL_SIZE_RUNS = {name: (_switches(*flags), label) for name, flags, label in [
+    ("plain_ckpt", (True, False, False), "plain recipe (ckpt on, fast path off)"),
+    ("cache_ckpt", (True, True, False), "ckpt on, cached features"),
+    ("plain", (False, False, False), "ckpt off, fast path off"),
+    ("cache", (False, True, False), "ckpt off, cached features"),
+    ("fused_ckpt", (True, True, True), "ckpt on, cached features + fused CE"),
+    ("fused", (False, True, True), "ckpt off, cached features + fused CE")]}
 UNFUSED_RUNS = ("plain_ckpt", "cache_ckpt", "plain", "cache")
 FUSED_RUNS = ("fused_ckpt", "fused")
 # Which runs each model gets by default (7B without checkpointing is left out: device time).
