@@ -66,7 +66,7 @@ class TrainingSettings:
     batch_size: int = 16
     gradient_accumulation_steps: int = 1
     checkpoint_interval: int = 500
-    max_steps: int = 1500
+    max_steps: int = 3000
     num_epochs: float = 1.0
     warmup_steps: int = 20
     lr_scheduler: str = "cosine"
@@ -88,7 +88,7 @@ class TrainingSettings:
 
 @dataclass
 class AlgorithmSettings:
-    learning_rate: float = 3e-3
+    learning_rate: float = 2e-3
     weight_decay: float = 0.0
 
 
@@ -97,7 +97,9 @@ class DataSettings:
     # "tasks" / "synthetic" generate screens into the run folder, "miniwob" records demonstrations;
     # otherwise a folder with train/test .jsonl (see run_data.prepare_data).
     source: str = "tasks"
-    train_size: int = 1024
+    # The default fine-tune needs many distinct screens: with 1,024 it memorised them (0% -> 16% held out
+    # after 3,000 steps); with 16,384 it learned (0% -> 45%). Generating them takes about a minute.
+    train_size: int = 16384
     eval_size: int = 96
     image_width: int = 224
     image_height: int = 224
