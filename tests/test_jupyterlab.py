@@ -407,22 +407,22 @@ def _setup_notebook(page, lab, shots, seen):
     lab.shut_down_kernels()
 
 
-def _prompting_notebook(page, lab, shots, seen):
-    nb = _open(page, lab, "02_prompting", shots)
-    nb.type_into(_parameters_cell("02_prompting"), TYPED_PARAMETERS["02_prompting"])
+def _run_and_capture(page, lab, shots, seen, notebook: str, images_key: str, marker: str, shot: str):
+    """Type the notebook's test parameters, run it all, keep the images of the cell holding ``marker``."""
+    nb = _open(page, lab, notebook, shots)
+    nb.type_into(_parameters_cell(notebook), TYPED_PARAMETERS[notebook])
     nb.run_all()
-    seen["prompting_images"] = nb.output_images(_cell_index("02_prompting", "viz.gallery("))
-    nb.screenshot("overlays")
+    seen[images_key] = nb.output_images(_cell_index(notebook, marker))
+    nb.screenshot(shot)
     lab.shut_down_kernels()
+
+
+def _prompting_notebook(page, lab, shots, seen):
+    _run_and_capture(page, lab, shots, seen, "02_prompting", "prompting_images", "viz.gallery(", "overlays")
 
 
 def _training_notebook(page, lab, shots, seen):
-    nb = _open(page, lab, "03_lora_train", shots)
-    nb.type_into(_parameters_cell("03_lora_train"), TYPED_PARAMETERS["03_lora_train"])
-    nb.run_all()
-    seen["training_images"] = nb.output_images(_cell_index("03_lora_train", "train.train("))
-    nb.screenshot("loss_curve")
-    lab.shut_down_kernels()
+    _run_and_capture(page, lab, shots, seen, "03_lora_train", "training_images", "train.train(", "loss_curve")
 
 
 def _eval_notebook(page, lab, shots, seen):
