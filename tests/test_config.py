@@ -65,7 +65,8 @@ def test_saved_config_round_trips(tmp_path):
     ({"task_prompt": "no placeholder"}, "task_prompt: must contain '{instruction}'"),
     ({"algorithm": {"learning_rate": -1}}, "algorithm.learning_rate"),
     ({"training": {"lr_scheduler": "cosin"}}, "training.lr_scheduler: expected one of ['linear', 'cosine'"),
-    ({"training": {"dataloader_num_workers": -1}}, "training.dataloader_num_workers: expected 0 or more"),
+    ({"training": {"dataloader_num_workers": -1}}, "training.dataloader_num_workers: expected 'auto' or 0 or more"),
+    ({"training": {"dataloader_num_workers": "many"}}, "training.dataloader_num_workers: expected 'auto' or 0"),
 ])
 def test_bad_values_name_the_key(data, message):
     with pytest.raises(ConfigError, match=re.escape(message)):

@@ -185,6 +185,23 @@ def test_full_fine_tune_resumes_with_the_checkpointed_weights(tmp_path):
         torch.testing.assert_close(got[name], expected[name], rtol=1e-5, atol=1e-6)
 
 
+def test_dataloader_workers_auto_is_four_on_a_gpu_and_none_on_the_cpu(monkeypatch):
+    from uivlm_helpers.train import dataloader_workers
+
+    config = load_config({})
+    assert config.training.dataloader_num_workers == "auto"
+    assert dataloader_workers(config) == 0                       # CPU device: training keeps the cores
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    assert dataloader_workers(load_config({"model": {"device": "cuda"}})) == 4
+    assert dataloader_workers(load_config({"model": {"device": "auto"}})) == 4
+    monkeypatch.setattr("os.cpu_count", lambda: 3)
+    assert dataloader_workers(load_config({"model": {"device": "cuda"}})) == 1
+    assert dataloader_workers(load_config({"model": {"device": "cpu"}})) == 0
+    assert dataloader_workers(load_config({"model": {"device": "cuda"},
+                                           "training": {"dataloader_num_workers": 0}})) == 0
+
+
 def test_dataloader_workers_prepare_batches_in_other_processes(tmp_path):
     paths = _make_run(tmp_path / "workers", max_steps=2, checkpoint_interval=2, dataloader_num_workers=2)
     config = load_config(paths.config)

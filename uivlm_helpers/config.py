@@ -74,8 +74,9 @@ class TrainingSettings:
     mixed_precision: str = "no"
     logging_steps: int = 25
     seed: int = 0
-    # Processes that prepare batches beside training (0: in the training process). Worth it on a GPU.
-    dataloader_num_workers: int = 0
+    # Processes that prepare batches beside training (0: in the training process). "auto": up to 4 when
+    # training on a CUDA GPU (the GPU then never waits for collation), 0 on the CPU (training needs the cores).
+    dataloader_num_workers: int | str = "auto"
     max_length: int | None = 2048
     # The fast training path (uivlm_helpers.features): "auto", "true" or "false" (YAML true/false work too).
     # Cache the frozen vision tower's features on disk instead of recomputing them every step.
@@ -261,8 +262,9 @@ def validate(config: RunConfig) -> RunConfig:
     from transformers import SchedulerType
 
     _check_choice(t.lr_scheduler, [s.value for s in SchedulerType], "training.lr_scheduler")
-    if t.dataloader_num_workers < 0:
-        raise ConfigError(f"training.dataloader_num_workers: expected 0 or more, got {t.dataloader_num_workers}")
+    workers = t.dataloader_num_workers
+    if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
+        raise ConfigError(f"training.dataloader_num_workers: expected 'auto' or 0 or more, got {workers!r}")
     if not 0 <= m.lora_config.lora_dropout < 1:
         raise ConfigError(f"model.lora_config.lora_dropout: expected 0 <= value < 1, got {m.lora_config.lora_dropout}")
     if config.algorithm.learning_rate <= 0:
