@@ -155,7 +155,7 @@ def run_full_size(args) -> dict:
             bases[model] = common.build_full_model(names[model], processor, device=args.device, dtype=dtype, **layers)
             print(f"built {names[model]} in {bases[model]._bench_build_s:.1f} s", flush=True)
         wrapper_cls = common.full_size_wrapper_class(processor, {})
-        wanted = {m: [r for r in (args.runs.split(",") if args.runs else DEFAULT_RUNS[m])] for m in models}
+        wanted = {m: args.runs.split(",") if args.runs else DEFAULT_RUNS[m] for m in models}
         order = [(m, b, r) for phase in (UNFUSED_RUNS, FUSED_RUNS) for m in models for b in batches
                  for r in phase if r in wanted[m]]
         for model, batch, run in order:

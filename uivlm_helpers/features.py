@@ -821,15 +821,18 @@ class CachedFeaturesCollator:
     """
 
     def __init__(self, wrapper: VLMWrapper, cache: FeatureCache, max_length: int | None = None,
-                 mixed_precision: str = "no", image_index: dict | None = None):
+                 mixed_precision: str = "no"):
+        from .train import UICollator  # train imports this module when it trains
+
         self.wrapper = wrapper
         self.cache = cache
         self.max_length = max_length
+        self.plain = UICollator(wrapper, max_length)
         self.mixed_precision = mixed_precision
         self.computed_on_the_fly = 0
         self.text_only = wrapper.family in ROPE_INDEX_FAMILIES
         self.text_only_batches = 0
-        self._image_index = image_index if image_index is not None else _load_hash_index(cache.folder.parent)
+        self._image_index = _load_hash_index(cache.folder.parent)  # build_cache wrote it in the cache root
         self._extra: dict[str, torch.Tensor] = {}  # computed here, kept in memory (the next build stores them)
 
     def features(self, image) -> torch.Tensor:
@@ -847,13 +850,8 @@ class CachedFeaturesCollator:
         batch = self._text_only_batch(records) if self.text_only else None
         if batch is not None:
             return batch
-        wrapper = self.wrapper
         images = [_as_image(r["image"]) for r in records]
-        targets = [wrapper.render_target(r["action"], img.size) for r, img in zip(records, images)]
-        batch = dict(wrapper.encode(images, [r["instruction"] for r in records], targets,
-                                    max_length=self.max_length,
-                                    record_ids=[r.get("id", i) for i, r in enumerate(records)]))
-        return self.finish(batch, images)
+        return self.finish(self.plain.encode(records, images, [img.size for img in images]), images)
 
     def _text_only_batch(self, records: list[dict]) -> dict | None:
         """The batch from cached layouts and features, or None when a screenshot is not a cached file."""
@@ -876,11 +874,7 @@ class CachedFeaturesCollator:
         processor.image_processor = _LayoutOnlyImageProcessor(self.wrapper.processor.image_processor,
                                                               [layout["image_grid_thw"] for layout in layouts])
         placeholders = [Image.new("RGB", (1, 1)) for _ in records]
-        targets = [self.wrapper.render_target(r["action"], size) for r, size in zip(records, sizes)]
-        batch = dict(self.wrapper.encode(placeholders, [r["instruction"] for r in records], targets,
-                                         max_length=self.max_length,
-                                         record_ids=[r.get("id", i) for i, r in enumerate(records)],
-                                         processor=processor))
+        batch = self.plain.encode(records, placeholders, sizes, processor=processor)
         self.text_only_batches += 1
         return self._attach(batch, features)
 

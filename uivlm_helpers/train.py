@@ -32,10 +32,16 @@ class UICollator:
 
     def __call__(self, records: list[dict]):
         images = [_as_image(r["image"]) for r in records]
-        targets = [self.wrapper.render_target(r["action"], img.size) for r, img in zip(records, images)]
+        return self.encode(records, images, [img.size for img in images])
+
+    def encode(self, records: list[dict], images, sizes, processor=None) -> dict:
+        """The batch of ``records`` with these ``images``; answers are mapped for the screenshots' ``sizes``
+        (``processor``: see :meth:`.VLMWrapper.encode`)."""
+        targets = [self.wrapper.render_target(r["action"], size) for r, size in zip(records, sizes)]
         return dict(self.wrapper.encode(images, [r["instruction"] for r in records], targets,
                                         max_length=self.max_length,
-                                        record_ids=[r.get("id", i) for i, r in enumerate(records)]))
+                                        record_ids=[r.get("id", i) for i, r in enumerate(records)],
+                                        processor=processor))
 
 
 COMPLETE_MARKER = "uivlm-checkpoint-complete"
@@ -155,6 +161,7 @@ def dataloader_workers(config: RunConfig) -> int:
 def training_arguments(config: RunConfig, output_dir: Path) -> TrainingArguments:
     """Trainer arguments from the run configuration (the seed's keys plus the workbook's)."""
     t = config.training
+    workers = dataloader_workers(config)
     precision = {"fp16": t.mixed_precision == "fp16", "bf16": t.mixed_precision == "bf16"}
     if t.mixed_precision != "no" and not torch.cuda.is_available():
         raise ValueError(f"training.mixed_precision={t.mixed_precision!r} needs a CUDA GPU and none is "
@@ -177,8 +184,8 @@ def training_arguments(config: RunConfig, output_dir: Path) -> TrainingArguments
         seed=t.seed,
         data_seed=t.seed,
         remove_unused_columns=False,
-        dataloader_num_workers=dataloader_workers(config),
-        dataloader_persistent_workers=dataloader_workers(config) > 0,
+        dataloader_num_workers=workers,
+        dataloader_persistent_workers=workers > 0,
         report_to="none",
         disable_tqdm=False,
         # On CPU this also makes several launched processes train together (DDP over gloo).
