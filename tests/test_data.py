@@ -111,13 +111,20 @@ def test_round_trip_write_read_load_dataset(tmp_path: Path):
                  history=[{"type": "click", "x": 5, "y": 6}], split="test"),
         UIRecord(id="c", image="images/inside.png", image_size=[224, 224], instruction="Done",
                  action={"type": "done"}, bbox=[0.5, 1.25, 10, 20], platform="mobile", split="validation"),
+        UIRecord(id="d", image="images/inside.png", image_size=[224, 224], instruction="Click the red one",
+                 action={"type": "click", "x": 5, "y": 5}, bbox=[0, 0, 10, 10], distractors=[(20, 20, 40, 30)]),
+        UIRecord(id="e", image="images/inside.png", image_size=[224, 224], instruction="Click the blue one",
+                 action={"type": "click", "x": 5, "y": 5}, bbox=[0, 0, 10, 10], distractors=[]),
     ]
     path = write_records(records, out / "all.jsonl")
     assert path == out / "all.jsonl"
     assert not (out / "all.jsonl.tmp").exists()
 
     back = read_records(path)
-    assert [r.image for r in back] == ["images/a.png", "images/b_2.png", "images/inside.png"]
+    assert [r.image for r in back] == ["images/a.png", "images/b_2.png"] + ["images/inside.png"] * 3
+    # Not recorded (None) and "no other candidate" ([]) stay apart; None is not written at all.
+    assert [r.distractors for r in back] == [None, None, None, [[20, 20, 40, 30]], []]
+    assert "distractors" not in json.loads(path.read_text().splitlines()[0])
     for original, loaded in zip(records, back):
         # Everything but the (now relative) image path survives unchanged.
         assert loaded.to_json() == dataclasses.replace(original, image=loaded.image).to_json()
@@ -127,7 +134,7 @@ def test_round_trip_write_read_load_dataset(tmp_path: Path):
     ds = load_dataset(path, cache_dir=tmp_path / "cache")
     assert ds.cache_files, "expected an Arrow file on disk (memory-mapped), not an in-memory table"
     assert all(Path(f["filename"]).is_file() for f in ds.cache_files)
-    assert len(ds) == 3
+    assert len(ds) == 5
     for row, loaded in zip(ds, back):
         assert Path(row["image"]).is_absolute() and Path(row["image"]).is_file()
         rebuilt = record_from_row(row)
@@ -177,6 +184,9 @@ BAD_CASES = [
     ("bad platform", lambda d: _good(2, platform="tv"), "platform", "expected one of"),
     ("bad history action", lambda d: _good(2, history=[{"type": "fly"}]), "history[0].type", "unknown action type"),
     ("duplicate id", lambda d: _good(1), "id", "unique"),
+    ("distractors not a list", lambda d: _good(2, distractors=[1, 2, 3, 4][0]), "distractors", "list of"),
+    ("distractor box reversed", lambda d: _good(2, distractors=[[0, 0, 10, 10], [50, 9, 40, 20]]), "distractors[1]", "wrong coordinate order"),
+    ("distractor outside image", lambda d: _good(2, distractors=[[200, 0, 230, 10]]), "distractors[0]", "outside the image"),
     ("not an object", lambda d: [1, 2, 3], None, "JSON object"),
     ("malformed JSON line", lambda d: '{"id": "rec-2", "image": ', None, "malformed JSON"),
 ]

@@ -50,6 +50,39 @@ def test_metrics_by_hand():
     assert m["by_element_type"]["text"]["parse_rate"] == 1.0
 
 
+def test_score_click_on_a_distractor():
+    target, box = {"type": "click", "x": 20, "y": 30}, [10, 20, 30, 40]
+    distractors = [[50, 20, 70, 40], [10, 60, 30, 80]]
+    on_other = score_prediction({"type": "click", "x": 60, "y": 25}, target, box, distractors)
+    assert on_other["on_distractor"] is True and on_other["candidates"] == 3 and not on_other["click_correct"]
+    between = score_prediction({"type": "click", "x": 40, "y": 50}, target, box, distractors)
+    assert between["on_distractor"] is False
+    hit = score_prediction({"type": "click", "x": 20, "y": 30}, target, box, distractors)
+    assert hit["on_distractor"] is False and hit["click_correct"]
+    alone = score_prediction({"type": "click", "x": 60, "y": 25}, target, box, [])
+    assert alone["candidates"] == 1 and alone["on_distractor"] is False
+    unknown = score_prediction({"type": "click", "x": 60, "y": 25}, target, box)
+    assert unknown["candidates"] is None and unknown["on_distractor"] is None
+
+
+def test_blind_baseline_and_distractor_rate_by_hand():
+    def row(correct, candidates, on_distractor):
+        return {**_row(correct, "button", None), "candidates": candidates, "on_distractor": on_distractor}
+
+    rows = [row(True, 1, False), row(False, 2, True), row(True, 2, False), row(False, 4, True),
+            {**_row(True, "button", None), "candidates": None, "on_distractor": None}]
+    m = compute_metrics(rows)
+    # A policy blind to the words clicks one of the candidates at random: mean of 1, 1/2, 1/2, 1/4.
+    assert m["blind_baseline"] == pytest.approx((1 + 0.5 + 0.5 + 0.25) / 4)
+    assert m["distractor_click_rate"] == pytest.approx(2 / 4)
+    assert m["click_accuracy"] == pytest.approx(3 / 5)
+    assert set(m["by_candidates"]) == {"1", "2", "4"}
+    assert m["by_candidates"]["2"]["click_accuracy"] == 0.5 and m["by_candidates"]["2"]["blind_baseline"] == 0.5
+    assert m["by_candidates"]["4"]["distractor_click_rate"] == 1.0
+    plain = compute_metrics([_row(True, "text", "web")])
+    assert plain["blind_baseline"] is None and "by_candidates" not in plain
+
+
 def test_cell_averages_plain_and_sample_weighted_differ_on_unbalanced_cells():
     rows = [_row(True, "text", "web")] * 3 + [_row(False, "text", "web")] + [_row(False, "icon", "mobile")]
     cells = cell_averages(rows)
@@ -109,3 +142,13 @@ def test_prediction_browser_pages_and_filters(prediction_rows):
     browser.filter.value = "correct"
     browser.previous()
     assert browser.position.value == "1 / 1"
+    assert "on a distractor" not in browser.filter.options, "offered only when the rows know their distractors"
+
+
+def test_prediction_browser_shows_clicks_on_distractors(prediction_rows):
+    for row in prediction_rows:  # row 1 missed the target by 30 px: put a distractor where it clicked
+        row.update(score_prediction(row["predicted"], row["target"], row["bbox"], [[45, 10, 60, 30]]))
+    browser = PredictionBrowser(prediction_rows)
+    browser.filter.value = "on a distractor"
+    assert browser.position.value == "1 / 1" and "Click item 1" in browser.caption.value
+    assert "on a distractor" in browser.caption.value

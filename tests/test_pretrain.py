@@ -320,6 +320,40 @@ def test_target_colours_restrict_what_colour_instructions_name():
         task_example("train", 2, 0, families=["colour"], colours=["teal"])
 
 
+def test_distractors_are_the_other_widgets_the_instruction_could_name(tmp_path: Path):
+    """On box screens, a colour instruction's distractors are exactly the other boxes drawn in a nameable
+    colour (checked on the pixels); boxes of other colours and the target are not among them."""
+    from uivlm_helpers.synth_tasks import NEW_COLOURS, PALETTE
+
+    nameable = {PALETTE[c] for c in NEW_COLOURS}
+    counts = set()
+    for i in range(30):
+        ex = task_example("test", 3, i, families=["colour"], n_widgets=(3, 5), colours=NEW_COLOURS, boxes=True)
+        inside = lambda box: ex["image"].getpixel((box[0] + 3, (box[1] + box[3]) // 2))  # noqa: E731
+        assert inside(ex["bbox"]) == PALETTE[ex["colour"]]
+        assert ex["bbox"] not in ex["distractors"]
+        assert all(inside(box) in nameable for box in ex["distractors"])
+        colours = {inside(w) for w in ex["distractors"]} | {PALETTE[ex["colour"]]}
+        assert len(colours) == 1 + len(ex["distractors"]), "one box per colour"
+        counts.add(len(ex["distractors"]))
+        # every nameable-coloured box on the screen is the target or a distractor
+        pixels = ex["image"].load()
+        drawn = {pixels[x, y] for x in range(0, 224, 2) for y in range(0, 224, 2)} & nameable
+        assert drawn == colours
+    assert counts == {0, 1, 2}
+    # label instructions: the other widgets that have a label instruction
+    for i in range(20):
+        ex = task_example("test", 4, i, families=["label"])
+        assert ex["bbox"] not in ex["distractors"] and len(ex["distractors"]) >= 1
+    # written to the dataset files and read back
+    paths = make_task_splits(tmp_path, seed=1, n_train=2, n_eval=3, colours=NEW_COLOURS, boxes=True,
+                             n_widgets=(3, 5))
+    back = read_records(paths["test"])
+    assert [r.distractors for r in back] == [
+        task_example("test", 1, i, ["colour"], None, (224, 224), (3, 5), colours=NEW_COLOURS, boxes=True)["distractors"]
+        for i in range(3)]
+
+
 def test_pretrain_run_writes_the_base_report(tmp_path: Path):
     from uivlm_helpers.pretrain import PretrainOptions, main
 

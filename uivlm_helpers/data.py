@@ -15,6 +15,13 @@ next action that carries the instruction out::
 All coordinates are screenshot pixels. ``bbox`` is ``[x1, y1, x2, y2]`` with
 ``x1 < x2`` and ``y1 < y2``, lying within ``[0, width] x [0, height]``.
 
+An optional ``distractors`` list holds the boxes of the *other* elements on the
+screen that an instruction of the same kind could have named (e.g. the other
+coloured buttons when the instruction names a colour). Evaluation uses it to
+tell instruction following from clicking any plausible element: it reports the
+accuracy of an instruction-blind policy and how often a click lands on a
+distractor. Absent (null) means "not recorded"; ``[]`` means "no other candidate".
+
 Validation is strict on purpose: a bad record found while reading raises
 :class:`RecordError` naming the file, the record number (= 1-based line
 number, so an editor can jump to it), the field and what was expected. With
@@ -89,6 +96,7 @@ _OPTIONAL_DEFAULTS: dict[str, Any] = {
     "platform": None,
     "history": [],
     "split": "train",
+    "distractors": None,
 }
 _REQUIRED_KEYS = ("id", "image", "image_size", "instruction", "action")
 _ALL_KEYS = _REQUIRED_KEYS + tuple(_OPTIONAL_DEFAULTS)
@@ -135,6 +143,8 @@ class UIRecord:
         platform: "web", "mobile", "desktop" or None.
         history: Previous actions in the episode (action dicts), oldest first.
         split: "train", "validation" or "test".
+        distractors: Boxes of the other elements an instruction of the same
+            kind could have named, or None when not recorded.
         base_dir: Folder that a relative ``image`` path is relative to. Not
             part of the schema (never serialised, ignored by ``==``).
     """
@@ -150,6 +160,7 @@ class UIRecord:
     platform: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     split: str = "train"
+    distractors: list[list[float]] | None = None
     base_dir: Path | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -160,6 +171,8 @@ class UIRecord:
             self.bbox = list(self.bbox)
         self.action = dict(self.action)
         self.history = [dict(a) for a in self.history]
+        if self.distractors is not None:
+            self.distractors = [list(b) for b in self.distractors]
         if isinstance(self.image, Path):
             self.image = str(self.image)
 
@@ -197,6 +210,8 @@ class UIRecord:
             "platform": self.platform,
             "history": [dict(a) for a in self.history],
             "split": self.split,
+            # Written only when recorded, so datasets without it keep their exact bytes.
+            **({"distractors": [list(b) for b in self.distractors]} if self.distractors is not None else {}),
         }
 
     def load_image(self) -> Image.Image:
@@ -308,6 +323,26 @@ def _check_image_file(path: Path, image_size: Sequence[int], where: str) -> None
     _check_image_size(path, _image_file_size(path, where), image_size, where)
 
 
+def _validate_box(box: Any, where: str, field_name: str, width: int, height: int, nullable: bool = False) -> list:
+    """Check one ``[x1, y1, x2, y2]`` box: four numbers, ordered, inside the image."""
+    is_box = isinstance(box, Sequence) and not isinstance(box, str) and len(box) == 4
+    if not (is_box and all(map(_is_number, box))):
+        expected = "[x1, y1, x2, y2] (four numbers)" + (" or null" if nullable else "")
+        raise RecordError(where, field_name, f"expected {expected}, got {box!r}")
+    x1, y1, x2, y2 = box
+    if not (x1 < x2 and y1 < y2):
+        raise RecordError(
+            where,
+            field_name,
+            f"wrong coordinate order: expected [x1, y1, x2, y2] with x1 < x2 and y1 < y2, got {list(box)}",
+        )
+    if x1 < 0 or y1 < 0 or x2 > width or y2 > height:
+        raise RecordError(
+            where, field_name, f"box is outside the image: expected within [0, 0, {width}, {height}], got {list(box)}"
+        )
+    return list(box)
+
+
 def validate_record(
     obj: Any, where: str, *, base_dir: str | Path | None = None, check_image: bool = False
 ) -> UIRecord:
@@ -363,20 +398,7 @@ def validate_record(
 
     bbox = values["bbox"]
     if bbox is not None:
-        is_box = isinstance(bbox, Sequence) and not isinstance(bbox, str) and len(bbox) == 4
-        if not (is_box and all(map(_is_number, bbox))):
-            raise RecordError(where, "bbox", f"expected [x1, y1, x2, y2] (four numbers) or null, got {bbox!r}")
-        x1, y1, x2, y2 = bbox
-        if not (x1 < x2 and y1 < y2):
-            raise RecordError(
-                where,
-                "bbox",
-                f"wrong coordinate order: expected [x1, y1, x2, y2] with x1 < x2 and y1 < y2, got {list(bbox)}",
-            )
-        if x1 < 0 or y1 < 0 or x2 > width or y2 > height:
-            raise RecordError(
-                where, "bbox", f"box is outside the image: expected within [0, 0, {width}, {height}], got {list(bbox)}"
-            )
+        bbox = _validate_box(bbox, where, "bbox", width, height, nullable=True)
 
     for key in ("element_type", "platform"):
         if values[key] is not None and not _nonempty_str(values[key]):
@@ -395,6 +417,12 @@ def validate_record(
     # checked against this screenshot's size.
     history = [validate_action(a, where, f"history[{i}]") for i, a in enumerate(history)]
 
+    distractors = values["distractors"]
+    if distractors is not None:
+        if not isinstance(distractors, list):
+            raise RecordError(where, "distractors", f"expected a list of [x1, y1, x2, y2] boxes or null, got {distractors!r}")
+        distractors = [_validate_box(b, where, f"distractors[{i}]", width, height) for i, b in enumerate(distractors)]
+
     record = UIRecord(
         id=values["id"],
         image=image,
@@ -407,6 +435,7 @@ def validate_record(
         platform=values["platform"],
         history=history,
         split=values["split"],
+        distractors=distractors,
         base_dir=None if base_dir is None else Path(base_dir).resolve(),
     )
     if check_image:
@@ -592,7 +621,7 @@ def write_records(records: Iterable[UIRecord], jsonl_path: str | Path, image_dir
 # ---------------------------------------------------------------------------
 
 # Bump when the row layout below changes, so old Arrow caches are not reused.
-_ARROW_SCHEMA_VERSION = "1"
+_ARROW_SCHEMA_VERSION = "2"
 
 
 def _features():
@@ -613,6 +642,8 @@ def _features():
             "platform": datasets.Value("string"),
             "history": datasets.Value("string"),
             "split": datasets.Value("string"),
+            # JSON text: null (not recorded) and [] (no other candidate) must stay apart.
+            "distractors": datasets.Value("string"),
         }
     )
 
@@ -622,6 +653,7 @@ def _record_to_row(record: UIRecord) -> dict[str, Any]:
     row["image"] = str(record.image_path)
     row["action"] = json.dumps(record.action)
     row["history"] = json.dumps(record.history)
+    row["distractors"] = json.dumps(record.distractors)
     return row
 
 
@@ -697,6 +729,7 @@ def record_from_row(row: Mapping[str, Any]) -> UIRecord:
         platform=row["platform"],
         history=json.loads(row["history"]),
         split=row["split"],
+        distractors=json.loads(row["distractors"]) if row.get("distractors") is not None else None,
     )
 
 

@@ -26,12 +26,17 @@ def point_in_box(x: float, y: float, box) -> bool:
     return x1 <= x <= x2 and y1 <= y <= y2
 
 
-def score_prediction(predicted: dict | None, target: dict, bbox=None) -> dict:
-    """Correctness of one predicted action (pixels) against the target action (pixels) and box."""
+def score_prediction(predicted: dict | None, target: dict, bbox=None, distractors=None) -> dict:
+    """Correctness of one predicted action (pixels) against the target action (pixels) and box.
+
+    With ``distractors`` (boxes of the other elements the instruction's kind could name; ``[]``: none),
+    a point action also gets ``on_distractor`` (the point is in one of them, not in the target) and
+    ``candidates`` (target + distractors); both stay None when the record does not list them.
+    """
     parsed = predicted is not None
     type_ok = parsed and predicted["type"] == target["type"]
     row = {"parsed": parsed, "type_correct": bool(type_ok), "click_correct": None,
-           "text_correct": None, "distance_px": None}
+           "text_correct": None, "distance_px": None, "on_distractor": None, "candidates": None}
     if target["type"] in POINT_TYPES:
         if type_ok:
             px, py = predicted["x"], predicted["y"]
@@ -40,6 +45,10 @@ def score_prediction(predicted: dict | None, target: dict, bbox=None) -> dict:
             row["click_correct"] = bool(inside)
         else:
             row["click_correct"] = False
+        if distractors is not None:
+            row["candidates"] = 1 + len(distractors)
+            row["on_distractor"] = bool(type_ok and not row["click_correct"]
+                                        and any(point_in_box(predicted["x"], predicted["y"], b) for b in distractors))
     if target["type"] == "type":
         row["text_correct"] = bool(type_ok and predicted.get("text") == target.get("text"))
     row["correct"] = bool(type_ok) and row["click_correct"] is not False and row["text_correct"] is not False
@@ -63,7 +72,8 @@ def predict_records(wrapper: VLMWrapper, records, batch_size: int = 8, progress:
                 "clamped": prediction.clamped, "target": record["action"], "bbox": record.get("bbox"),
                 "element_type": record.get("element_type"), "source": record.get("source"),
                 "platform": record.get("platform"),
-                **score_prediction(prediction.action, record["action"], record.get("bbox")),
+                **score_prediction(prediction.action, record["action"], record.get("bbox"),
+                                   record.get("distractors")),
             })
     return rows
 
@@ -75,7 +85,13 @@ def _rate(values) -> float | None:
 
 def compute_metrics(rows: list[dict]) -> dict:
     """Parse rate, action-type accuracy, click accuracy, typed-text exact match, mean pixel distance,
-    each also broken down by element type and by source."""
+    each also broken down by element type and by source.
+
+    Where the records list their distractors, also: ``blind_baseline`` (the click accuracy of a policy
+    that ignores the instruction's words and clicks one of the elements it could name, at random: the
+    mean of 1 / candidates), ``distractor_click_rate`` (clicks on another such element) and the same
+    figures ``by_candidates`` (number of elements the instruction could name).
+    """
     def summary(subset):
         distances = [r["distance_px"] for r in subset if r["distance_px"] is not None]
         return {
@@ -85,9 +101,17 @@ def compute_metrics(rows: list[dict]) -> dict:
             "click_accuracy": _rate(r["click_correct"] for r in subset),
             "text_exact_match": _rate(r["text_correct"] for r in subset),
             "mean_distance_px": sum(distances) / len(distances) if distances else None,
+            "blind_baseline": _rate(1 / r["candidates"] for r in subset if r.get("candidates")),
+            "distractor_click_rate": _rate(r.get("on_distractor") for r in subset),
         }
 
     metrics = summary(rows)
+    counted = defaultdict(list)
+    for r in rows:
+        if r.get("candidates"):
+            counted[r["candidates"]].append(r)
+    if counted:
+        metrics["by_candidates"] = {str(k): summary(group) for k, group in sorted(counted.items())}
     for key in ("element_type", "source", "platform"):
         groups = defaultdict(list)
         for r in rows:
@@ -168,7 +192,11 @@ def metrics_table(named_metrics: dict[str, dict]):
     import pandas as pd
 
     keys = ("n", "parse_rate", "type_accuracy", "click_accuracy", "text_exact_match", "mean_distance_px")
-    return pd.DataFrame({name: {k: m.get(k) for k in keys} for name, m in named_metrics.items()}).T
+    table = pd.DataFrame({name: {k: m.get(k) for k in keys} for name, m in named_metrics.items()}).T
+    if any(m.get("blind_baseline") is not None for m in named_metrics.values()):
+        for k in ("blind_baseline", "distractor_click_rate"):
+            table[k] = [m.get(k) for m in named_metrics.values()]
+    return table
 
 
 def live_success(agents: dict, tasks: str | list[str], episodes_per_task: int, seed: int = 0):

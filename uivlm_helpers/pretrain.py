@@ -214,17 +214,24 @@ class CurriculumCallback(TrainerCallback):
 
 
 def evaluate_accuracy(wrapper, records, batch_size: int = 64) -> dict:
-    """Click accuracy (overall and by instruction family) and parse rate of ``wrapper`` on ``records``."""
-    from .evaluate import predict_records
+    """Click accuracy (overall and by instruction family) and parse rate of ``wrapper`` on ``records``,
+    with the instruction-blind baseline, the distractor click rate and the accuracy by number of
+    candidates (see :func:`.evaluate.compute_metrics`)."""
+    from .evaluate import compute_metrics, predict_records
 
     rows = predict_records(wrapper, records, batch_size=batch_size, progress=False)
     by_family: dict[str, list[bool]] = {}
     for record, row in zip(records, rows):
         by_family.setdefault(record.get("family", "all"), []).append(bool(row["click_correct"]))
     n = len(rows)
+    metrics = compute_metrics(rows)
     return {"n": n, "click_accuracy": sum(bool(r["click_correct"]) for r in rows) / n,
             "parse_rate": sum(bool(r["parsed"]) for r in rows) / n,
-            "by_family": {f: sum(v) / len(v) for f, v in sorted(by_family.items())}}
+            "by_family": {f: sum(v) / len(v) for f, v in sorted(by_family.items())},
+            "blind_baseline": metrics["blind_baseline"], "distractor_click_rate": metrics["distractor_click_rate"],
+            "by_candidates": {k: {"n": m["n"], "click_accuracy": m["click_accuracy"],
+                                  "blind_baseline": m["blind_baseline"]}
+                              for k, m in metrics.get("by_candidates", {}).items()}}
 
 
 class AccuracyCurve(TrainerCallback):
@@ -248,8 +255,10 @@ class AccuracyCurve(TrainerCallback):
         self.points.append(point)
         self.path.write_text(json.dumps(self.points, indent=1))
         fam = " ".join(f"{k}={v:.2f}" for k, v in point["by_family"].items())
+        blind = result.get("blind_baseline")
         print(f"[step {state.global_step}] held-out click accuracy {result['click_accuracy']:.3f} ({fam}) "
-              f"parse {result['parse_rate']:.2f} loss {loss} t={point['elapsed_s']}s", flush=True)
+              + (f"instruction-blind baseline {blind:.3f} " if blind is not None else "")
+              + f"parse {result['parse_rate']:.2f} loss {loss} t={point['elapsed_s']}s", flush=True)
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.every and state.global_step % self.every == 0:
@@ -542,6 +551,11 @@ def write_base_report(options: PretrainOptions, run_dir: str | Path, out_dir: st
         f"- {large['n']} held-out screens (split `test`, never trained on): click accuracy "
         f"{large['click_accuracy']:.3f}, parse rate {large['parse_rate']:.3f}; by instruction family: "
         + ", ".join(f"{k} {v:.3f}" for k, v in large["by_family"].items()),
+        f"- instruction-blind baseline (click one of the widgets the instruction's kind could name, at random): "
+        f"{large['blind_baseline']:.3f}; clicks on another such widget: {large['distractor_click_rate']:.3f}; "
+        "by number of candidates: " + ", ".join(
+            f"{k}: {v['click_accuracy']:.3f} (blind {v['blind_baseline']:.3f}, n {v['n']})"
+            for k, v in large["by_candidates"].items()),
         f"- `{SMALL_HELDOUT}/` ({small_n} screens, checked by the tests): click accuracy "
         f"{small['click_accuracy']:.3f}", "",
         "Accuracy against step: `curve.json`, `curve.png`; loss log: `train.log`.", ""]))
@@ -561,6 +575,9 @@ def curve_figure(points: list[dict], path: str | Path | None = None, title: str 
     families = sorted({f for p in points for f in p.get("by_family", {})})
     for family in families:
         ax.plot(steps, [p["by_family"].get(family) for p in points], ".--", label=family)
+    blind = [p.get("blind_baseline") for p in points]
+    if any(b is not None for b in blind):  # what clicking any widget the instruction could name would score
+        ax.plot(steps, blind, ":", color="grey", label="instruction-blind baseline")
     ax.set_xlabel("training step")
     ax.set_ylabel("held-out click accuracy")
     ax.set_ylim(0, 1)

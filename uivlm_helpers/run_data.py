@@ -169,7 +169,8 @@ def as_plain(record: data.UIRecord) -> dict:
     image = record.image if isinstance(record.image, Image.Image) else str(record.image_path)
     return {"id": record.id, "image": image, "instruction": record.instruction, "action": record.action,
             "bbox": record.bbox, "element_type": record.element_type, "source": record.source,
-            "platform": record.platform, "image_size": list(record.image_size)}
+            "platform": record.platform, "image_size": list(record.image_size),
+            "distractors": record.distractors}
 
 
 def load_split(paths: RunPaths, split: str, limit: int | None = None) -> list[dict]:

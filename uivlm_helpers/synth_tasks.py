@@ -41,7 +41,8 @@ from .synth import ICON_NAMES, ICON_WORDS, TARGET_KINDS, Widget, candidate_instr
 __all__ = [
     "FAMILIES", "FINETUNE_FAMILIES", "PALETTE", "PRETRAIN_FAMILIES", "TaskScreen", "family_instructions",
     "generate_box_screen",
-    "generate_task_records", "generate_task_screen", "make_task_splits", "pick_task_target", "task_example",
+    "generate_task_records", "generate_task_screen", "make_task_splits", "nameable_targets", "pick_task_target",
+    "task_example",
 ]
 
 #: Widget colours and the words instructions use for them (hues far apart; white text stays readable).
@@ -322,6 +323,20 @@ def family_instructions(screen: TaskScreen) -> dict[str, dict[int, list[str]]]:
     return {f: found for f, found in out.items() if found}
 
 
+def nameable_targets(screen: TaskScreen, colours: Sequence[str] | None = None) -> dict[str, dict[int, list[str]]]:
+    """:func:`family_instructions` with ``colour`` instructions limited to ``colours`` (None: any).
+
+    The widgets listed under a family are every widget an instruction of that family can name on this
+    screen: a policy that ignores the instruction's words can do no better than pick one of them.
+    """
+    available = family_instructions(screen)
+    if colours is not None and "colour" in available:
+        available["colour"] = {i: t for i, t in available["colour"].items() if screen.colours[i] in colours}
+        if not available["colour"]:
+            del available["colour"]
+    return available
+
+
 def pick_task_target(rng: random.Random, screen: TaskScreen, families: Sequence[str] = PRETRAIN_FAMILIES,
                      weights: Sequence[float] | None = None,
                      colours: Sequence[str] | None = None) -> tuple[int, str, str]:
@@ -340,11 +355,7 @@ def pick_task_target(rng: random.Random, screen: TaskScreen, families: Sequence[
     if colours is not None and (not colours or not set(colours) <= set(PALETTE)):
         raise ValueError(f"colours: choose from {list(PALETTE)}, got {list(colours)}")
     weights = list(weights) if weights is not None else [1.0] * len(families)
-    available = family_instructions(screen)
-    if colours is not None and "colour" in available:
-        available["colour"] = {i: t for i, t in available["colour"].items() if screen.colours[i] in colours}
-        if not available["colour"]:
-            del available["colour"]
+    available = nameable_targets(screen, colours)
     options = [(f, wt) for f, wt in zip(families, weights) if f in available and wt > 0]
     if not options:
         raise ValueError(f"no widget on this screen can be named by {list(families)}")
@@ -383,10 +394,12 @@ def task_example(split: str, seed: int, index: int, families: Sequence[str] = PR
                          f"{colours} can name")
     widget = screen.widgets[target]
     x, y = widget.centre
+    others = sorted(set(nameable_targets(screen, colours)[family]) - {target})
     return {"id": f"{id_prefix}-{split}-{index:06d}", "image": screen.image, "instruction": instruction,
             "action": {"type": "click", "x": x, "y": y}, "bbox": list(widget.bbox),
             "element_type": widget.kind, "source": f"synthetic-{family}", "platform": None,
-            "image_size": list(screen.image.size), "family": family, "colour": screen.colours[target]}
+            "image_size": list(screen.image.size), "family": family, "colour": screen.colours[target],
+            "distractors": [list(screen.widgets[i].bbox) for i in others]}
 
 
 def generate_task_records(n: int, seed: int, out_dir: str | Path, split: str = "train",
@@ -407,7 +420,7 @@ def generate_task_records(n: int, seed: int, out_dir: str | Path, split: str = "
         records.append(UIRecord(id=ex["id"], image=relative, image_size=ex["image_size"],
                                 instruction=ex["instruction"], action=ex["action"], bbox=ex["bbox"],
                                 element_type=ex["element_type"], source=ex["source"], platform=None,
-                                history=[], split=split, base_dir=out))
+                                history=[], split=split, distractors=ex["distractors"], base_dir=out))
     return write_records(records, out / f"{split}.jsonl")
 
 

@@ -240,19 +240,23 @@ class SetupWidgets:
 
 
 PREDICTION_FILTERS = ("all", "correct", "incorrect", "unparsed")
+#: Clicks on another widget the instruction's kind could name (rows scored with distractors).
+ON_DISTRACTOR = "on a distractor"
 
 
 class PredictionBrowser:
     """Page through evaluation predictions (rows of ``predictions.jsonl``) as overlays.
 
-    A filter (all / correct / incorrect / unparsed, plus each action type of the targets) picks the
-    rows; the arrows page through them. Works headless: set ``filter.value`` or call :meth:`next`.
+    A filter (all / correct / incorrect / unparsed, "on a distractor" where the records list their
+    distractors, plus each action type of the targets) picks the rows; the arrows page through them.
+    Works headless: set ``filter.value`` or call :meth:`next`.
     """
 
     def __init__(self, rows: list[dict]):
         self.rows = list(rows)
         types = sorted({r["target"]["type"] for r in self.rows})
-        self.filter = w.Dropdown(options=list(PREDICTION_FILTERS) + [f"type: {t}" for t in types],
+        distractors = [ON_DISTRACTOR] if any(r.get("on_distractor") is not None for r in self.rows) else []
+        self.filter = w.Dropdown(options=list(PREDICTION_FILTERS) + distractors + [f"type: {t}" for t in types],
                                  value="all", description="Show")
         self.previous_button = w.Button(description="◀ previous", layout=w.Layout(width="110px"))
         self.next_button = w.Button(description="next ▶", layout=w.Layout(width="110px"))
@@ -278,6 +282,8 @@ class PredictionBrowser:
             return [r for r in self.rows if not r["correct"]]
         if choice == "unparsed":
             return [r for r in self.rows if not r["parsed"]]
+        if choice == ON_DISTRACTOR:
+            return [r for r in self.rows if r.get("on_distractor")]
         return [r for r in self.rows if r["target"]["type"] == choice.removeprefix("type: ")]
 
     def show(self, index: int) -> None:
@@ -299,7 +305,8 @@ class PredictionBrowser:
         self.image.value = buffer.getvalue()
         self.position.value = f"{self.index + 1} / {len(rows)}"
         verdict = "correct" if row["correct"] else ("unparsed: " + (row.get("failure") or "") if not row["parsed"]
-                                                     else "incorrect")
+                                                     else "incorrect" + (" (on a distractor)" if row.get("on_distractor")
+                                                                         else ""))
         self.caption.value = (f"<b>{html.escape(row['instruction'])}</b><br>raw: <code>"
                               f"{html.escape(repr(row.get('raw_text')))}</code><br>{html.escape(verdict)}")
 
