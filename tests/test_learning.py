@@ -26,3 +26,8 @@ def test_lora_fine_tune_teaches_the_base_three_new_colour_names(tmp_path):
     assert before["n"] == after["n"] == 96
     assert before["click_accuracy"] <= 0.03, before
     assert after["click_accuracy"] >= 0.10, after
+    # The records carry their distractors through data prep, 03 and 04: the table can tell instruction
+    # following from clicking any button in one of the new colours (a third of the screens have one).
+    assert before["blind_baseline"] == after["blind_baseline"] and 0.4 < after["blind_baseline"] < 0.75, after
+    assert set(after["by_candidates"]) == {"1", "2", "3"}
+    assert after["distractor_click_rate"] is not None
