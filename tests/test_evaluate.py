@@ -5,7 +5,8 @@ from PIL import Image
 
 from uivlm_helpers.evaluate import (best_and_worst, cell_averages, compute_metrics, point_in_box,
                                     score_prediction)
-from uivlm_helpers.viz import PREDICTION_COLOUR, TARGET_COLOUR, draw_overlay, gallery, metric_bars
+from uivlm_helpers.viz import (PREDICTION_COLOUR, TARGET_COLOUR, candidate_bars, draw_overlay, gallery,
+                               metric_bars)
 from uivlm_helpers.widgets import PredictionBrowser
 
 
@@ -81,6 +82,21 @@ def test_blind_baseline_and_distractor_rate_by_hand():
     assert m["by_candidates"]["4"]["distractor_click_rate"] == 1.0
     plain = compute_metrics([_row(True, "text", "web")])
     assert plain["blind_baseline"] is None and "by_candidates" not in plain
+
+
+def test_candidate_bars_draw_each_model_and_the_blind_baseline(tmp_path):
+    metrics = {"base": {"by_candidates": {"1": {"click_accuracy": 0.0}, "3": {"click_accuracy": 0.0}}},
+               "tuned": {"by_candidates": {"1": {"click_accuracy": 1.0}, "3": {"click_accuracy": 0.6}}}}
+    fig = candidate_bars(metrics, path=tmp_path / "c.png")
+    ax = fig.axes[0]
+    heights = sorted(round(bar.get_height(), 3) for bar in ax.patches)
+    assert heights == [0.0, 0.0, 0.6, 1.0]
+    baselines = sorted(round(float(seg[0][1]), 3) for line in ax.collections for seg in line.get_segments())
+    assert baselines == [0.333, 1.0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1 candidate", "3 candidates"]
+    assert (tmp_path / "c.png").is_file()
+    assert candidate_bars({"base": {"click_accuracy": 0.5}}, path=tmp_path / "none.png") is None
+    assert not (tmp_path / "none.png").exists()
 
 
 def test_cell_averages_plain_and_sample_weighted_differ_on_unbalanced_cells():

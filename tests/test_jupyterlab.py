@@ -555,6 +555,7 @@ FIGURES = {
     "prompting_overlays.png": "02: predicted clicks drawn on screenshots",
     "loss_curve.png": "03: training loss",
     "accuracy_by_type.png": "04: per-type accuracy bars",
+    "accuracy_by_candidates.png": "04: accuracy by number of candidates against the instruction-blind baseline",
     "gallery_best.png": "04: best predictions",
     "gallery_worst.png": "04: worst predictions",
 }

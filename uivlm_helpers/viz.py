@@ -93,6 +93,38 @@ def gallery(rows: list[dict], path: str | Path | None = None, columns: int = 3, 
     return fig
 
 
+def candidate_bars(named_metrics: dict[str, dict], path=None, title=None):
+    """Click accuracy by number of candidates on the screen, one bar per model, with the
+    instruction-blind baseline (1 / candidates) as a black line over each group.
+
+    Returns None (and writes nothing) when no model's metrics have ``by_candidates``.
+    """
+    import matplotlib.pyplot as plt
+
+    counts = sorted({c for m in named_metrics.values() for c in m.get("by_candidates", {})}, key=int)
+    if not counts:
+        return None
+    names = list(named_metrics)
+    width = 0.8 / len(names)
+    fig, ax = plt.subplots(figsize=(max(4, 1.4 * len(counts)), 3))
+    for i, name in enumerate(names):
+        groups = named_metrics[name].get("by_candidates", {})
+        values = [(groups.get(c) or {}).get("click_accuracy") or 0.0 for c in counts]
+        ax.bar([j - 0.4 + (i + 0.5) * width for j in range(len(counts))], values, width, label=name)
+    for j, c in enumerate(counts):
+        ax.hlines(1 / int(c), j - 0.4, j + 0.4, colors="black", linestyles="--",
+                  label="instruction-blind baseline" if j == 0 else None)
+    ax.set_xticks(range(len(counts)), [f"{c} candidate{'s' if c != '1' else ''}" for c in counts])
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("click accuracy")
+    ax.legend(fontsize=8)
+    ax.set_title(title or "click accuracy by number of candidates")
+    fig.tight_layout()
+    if path:
+        save_figure(fig, path)
+    return fig
+
+
 def metric_bars(breakdown: dict[str, dict], metric: str = "click_accuracy", path=None, title=None):
     """Bar chart of one metric per group (e.g. ``metrics['by_element_type']``)."""
     import matplotlib.pyplot as plt
