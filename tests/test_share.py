@@ -30,6 +30,12 @@ def test_model_card_has_hub_metadata_and_the_evaluation_table():
     assert "license" in meta and "uivlm" in meta["tags"]
     assert "| fine-tuned | 10 | 1.000 |" in card and "0.800" in card and "live success" in card
     assert "Steps: 42" in card and "![" in card and "VLMWrapper(model_name='me/agent')" in card
+    assert "blind" not in card
+    metrics["fine-tuned"].update(blind_baseline=0.6, distractor_click_rate=0.25)
+    metrics["base"].update(blind_baseline=0.6, distractor_click_rate=0.0)
+    card = share.model_card(config, metrics)
+    assert "Instruction-blind baseline on this split: 0.600" in card
+    assert "base 0.000, fine-tuned 0.250" in card
 
 
 def test_dry_run_lists_exactly_what_would_be_uploaded(shared_folder, monkeypatch):

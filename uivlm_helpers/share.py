@@ -110,6 +110,11 @@ def model_card(config: RunConfig, metrics: dict[str, dict], training: dict | Non
     table = ["| model | " + " | ".join(keys) + " | MiniWoB++ live success (mean) |", "|---" * (len(keys) + 2) + "|"]
     table += [f"| {name} | " + " | ".join(_fmt(values.get(k)) for k in keys)
               + f" | {_fmt((values.get('live_success') or {}).get('mean'))} |" for name, values in metrics.items()]
+    blind = next((v["blind_baseline"] for v in metrics.values() if v.get("blind_baseline") is not None), None)
+    if blind is not None:  # accuracy means little without what ignoring the instruction would score
+        table += ["", f"Instruction-blind baseline on this split: {_fmt(blind)} (clicking one of the elements the "
+                  "instruction's kind could name, at random); clicks on another such element: "
+                  + ", ".join(f"{name} {_fmt(v.get('distractor_click_rate'))}" for name, v in metrics.items()) + "."]
     lora = m.lora_config
     lines = [
         "---", _yaml(header), "---", "",
