@@ -223,10 +223,8 @@ def evaluate_accuracy(wrapper, records, batch_size: int = 64) -> dict:
     by_family: dict[str, list[bool]] = {}
     for record, row in zip(records, rows):
         by_family.setdefault(record.get("family", "all"), []).append(bool(row["click_correct"]))
-    n = len(rows)
     metrics = compute_metrics(rows)
-    return {"n": n, "click_accuracy": sum(bool(r["click_correct"]) for r in rows) / n,
-            "parse_rate": sum(bool(r["parsed"]) for r in rows) / n,
+    return {"n": metrics["n"], "click_accuracy": metrics["click_accuracy"], "parse_rate": metrics["parse_rate"],
             "by_family": {f: sum(v) / len(v) for f, v in sorted(by_family.items())},
             "blind_baseline": metrics["blind_baseline"], "distractor_click_rate": metrics["distractor_click_rate"],
             "by_candidates": {k: {"n": m["n"], "click_accuracy": m["click_accuracy"],

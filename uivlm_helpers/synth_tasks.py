@@ -349,13 +349,22 @@ def pick_task_target(rng: random.Random, screen: TaskScreen, families: Sequence[
     Returns:
         ``(widget index, instruction, family)``.
     """
+    _check_families_and_colours(families, colours)
+    return _choose_target(rng, nameable_targets(screen, colours), families, weights)
+
+
+def _check_families_and_colours(families: Sequence[str], colours: Sequence[str] | None) -> None:
     unknown = set(families) - set(FAMILIES)
     if unknown or not families:
         raise ValueError(f"families: choose from {FAMILIES}, got {list(families)}")
     if colours is not None and (not colours or not set(colours) <= set(PALETTE)):
         raise ValueError(f"colours: choose from {list(PALETTE)}, got {list(colours)}")
+
+
+def _choose_target(rng: random.Random, available: dict[str, dict[int, list[str]]], families: Sequence[str],
+                   weights: Sequence[float] | None) -> tuple[int, str, str]:
+    """:func:`pick_task_target`'s choice among ``available`` (:func:`nameable_targets` of the screen)."""
     weights = list(weights) if weights is not None else [1.0] * len(families)
-    available = nameable_targets(screen, colours)
     options = [(f, wt) for f, wt in zip(families, weights) if f in available and wt > 0]
     if not options:
         raise ValueError(f"no widget on this screen can be named by {list(families)}")
@@ -377,14 +386,16 @@ def task_example(split: str, seed: int, index: int, families: Sequence[str] = PR
     ``box``: one large button (:func:`generate_box_screen`) instead of ``n_widgets`` widgets;
     ``boxes``: ``n_widgets`` large buttons of different colours.
     """
+    _check_families_and_colours(families, colours)
     rng = _screen_rng(split, seed, index)
     for _ in range(50):
         if box or boxes:
             screen = generate_box_screen(rng, image_size, colours, n_boxes=(1, 1) if box else n_widgets)
         else:
             screen = generate_task_screen(rng, image_size, n_widgets=n_widgets)
+        available = nameable_targets(screen, colours)  # the target's family also names its distractors
         try:
-            target, instruction, family = pick_task_target(rng, screen, families, weights, colours)
+            target, instruction, family = _choose_target(rng, available, families, weights)
             break
         except ValueError as err:
             if "can be named" not in str(err):
@@ -394,7 +405,7 @@ def task_example(split: str, seed: int, index: int, families: Sequence[str] = PR
                          f"{colours} can name")
     widget = screen.widgets[target]
     x, y = widget.centre
-    others = sorted(set(nameable_targets(screen, colours)[family]) - {target})
+    others = sorted(set(available[family]) - {target})
     return {"id": f"{id_prefix}-{split}-{index:06d}", "image": screen.image, "instruction": instruction,
             "action": {"type": "click", "x": x, "y": y}, "bbox": list(widget.bbox),
             "element_type": widget.kind, "source": f"synthetic-{family}", "platform": None,
