@@ -295,12 +295,14 @@ def test_task_screens_are_a_run_data_source(tmp_path: Path):
     with pytest.raises(ValueError, match=r"unknown: \['shape'\]"):
         run_data.task_spec("tasks:colour,shape")
 
-    # the default fine-tune task: large buttons, the target named by a colour the base never heard
+    # the default fine-tune task: large buttons, the target named by a place word the base never heard,
+    # always beside another button the other new word names
     default = RunPaths(tmp_path / "default")
     run_data.prepare_data(load_config({"data": {"source": "tasks", "train_size": 6, "eval_size": 2}}), default)
     for record in run_data.load_split(default, "train"):
-        assert record["element_type"] == "button"
-        assert any(c in record["instruction"] for c in synth_tasks.NEW_COLOURS), record["instruction"]
+        assert record["element_type"] == "button" and record["source"] == "synthetic-extreme"
+        assert any(f" {w} " in record["instruction"] for w in synth_tasks.NEW_PLACES), record["instruction"]
+        assert len(record["distractors"]) >= 1
 
 
 def test_target_colours_restrict_what_colour_instructions_name():
@@ -387,3 +389,62 @@ def test_box_screens_hold_one_large_visible_button():
         assert np.asarray(screen.image)[(y1 + y2) // 2, x1 + 2].tolist() == list(PALETTE[screen.colours[0]])
     a, b = (task_example("train", 1, 5, families=["colour"], box=True) for _ in range(2))
     assert a["image"].tobytes() == b["image"].tobytes() and a["bbox"] == b["bbox"]
+
+
+def test_place_words_and_least_candidates_shape_extreme_instructions(tmp_path: Path):
+    """``places`` limits the words of "Click the rightmost element"-style instructions; with
+    ``min_candidates=2`` every screen holds another widget the same words name (in the other
+    direction), so only the word tells the target apart; both are checked on the boxes' geometry."""
+    from uivlm_helpers.synth_tasks import NEW_PLACES, PLACES
+
+    # the far side of each word: a larger value of this key means further in the word's direction
+    further = {"leftmost": lambda b: -(b[0] + b[2]), "rightmost": lambda b: b[0] + b[2],
+               "topmost": lambda b: -(b[1] + b[3]), "bottom": lambda b: b[1] + b[3]}
+    words = set()
+    for i in range(30):
+        ex = task_example("test", 5, i, families=["extreme"], n_widgets=(3, 5), boxes=True, places=NEW_PLACES,
+                          min_candidates=2)
+        word = next(w for w in PLACES if f" {w} " in ex["instruction"])
+        assert word in NEW_PLACES, ex["instruction"]
+        words.add(word)
+        assert ex["family"] == "extreme" and len(ex["distractors"]) >= 1
+        for other in ex["distractors"]:  # beyond the target in the other word's direction, short of it in this one
+            other_word = next(w for w in NEW_PLACES if w != word)
+            assert further[word](ex["bbox"]) > further[word](other)
+            assert further[other_word](other) > further[other_word](ex["bbox"])
+    assert words == set(NEW_PLACES)
+    # without the least-candidates rule some screens name a single widget
+    counts = {len(task_example("test", 5, i, families=["extreme"], boxes=True, places=NEW_PLACES)["distractors"])
+              for i in range(30)}
+    assert 0 in counts
+    with pytest.raises(ValueError, match="places: choose from"):
+        task_example("test", 5, 0, families=["extreme"], places=["left"])
+    with pytest.raises(ValueError, match="min_candidates"):
+        task_example("test", 5, 0, families=["extreme"], min_candidates=0)
+    with pytest.raises(ValueError, match="7 or more widgets"):
+        task_example("test", 5, 0, families=["extreme"], boxes=True, min_candidates=7)
+
+
+def test_pretrain_continues_a_saved_base(tmp_path: Path):
+    """``init``: a second stage starts from a saved base's weights (not random ones) and keeps its
+    processor; a folder without weights is refused with the option's name."""
+    from uivlm_helpers.pretrain import PretrainOptions, pretrain
+    from uivlm_helpers.pretrained import SHIPPED_MODELS
+
+    stage1 = SHIPPED_MODELS["uivlm/tiny-qwen2-vl-ui-stage1"]
+    options = PretrainOptions(init=str(stage1), families=["extreme"], places=["leftmost"], min_candidates=1,
+                              max_steps=2, batch_size=2, warmup_steps=1, single_steps=0, coarse_steps=0,
+                              eval_every=0, eval_size=1, checkpoint_every=2, device="cpu")
+    result = pretrain(options, tmp_path / "run", tmp_path / "out")
+    assert result["global_step"] == 2 and not (tmp_path / "run" / "init").exists()
+    start, end = _weights(stage1), _weights(tmp_path / "out")
+    assert start.keys() == end.keys()
+    moved = [k for k in start if not torch.equal(start[k], end[k])]
+    assert moved, "training changed nothing"
+    # two optimizer steps from the base, not a fresh random model: the weights barely moved
+    total = sum((start[k].float() - end[k].float()).abs().sum().item() for k in start)
+    assert total < 0.05 * sum(start[k].float().abs().sum().item() for k in start)
+    assert (json.loads((tmp_path / "out" / "processor_config.json").read_text())["image_processor"]["size"]
+            == json.loads((stage1 / "processor_config.json").read_text())["image_processor"]["size"])
+    with pytest.raises(FileNotFoundError, match="init: expected a checkpoint folder"):
+        pretrain(PretrainOptions(init=str(tmp_path / "nothing"), device="cpu"), tmp_path / "run2")

@@ -199,12 +199,13 @@ def metrics_table(named_metrics: dict[str, dict]):
     return table
 
 
-def live_success(agents: dict, tasks: str | list[str], episodes_per_task: int, seed: int = 0):
+def live_success(agents: dict, tasks: str | list[str] | None, episodes_per_task: int, seed: int = 0):
     """Per-task MiniWoB++ success rate of each agent (a table: tasks × agents, plus the mean).
 
     Args:
         agents: name -> :class:`~uivlm_helpers.wrapper.VLMWrapper`.
-        tasks: task names, or one comma-separated string; empty skips the live evaluation.
+        tasks: task names, or one comma-separated string; empty or None (``-p LIVE_TASKS ""`` on the
+            command line) skips the live evaluation.
         episodes_per_task: seeded episodes per task (the same instances for every agent).
 
     Returns:
@@ -212,7 +213,7 @@ def live_success(agents: dict, tasks: str | list[str], episodes_per_task: int, s
     """
     from .miniwob_env import MiniWoBTask, policy_from_wrapper, rollout
 
-    tasks = [t.strip() for t in tasks.split(",") if t.strip()] if isinstance(tasks, str) else list(tasks)
+    tasks = [t.strip() for t in tasks.split(",") if t.strip()] if isinstance(tasks, str) else list(tasks or [])
     if not tasks or episodes_per_task <= 0:
         return {}
     results = {}

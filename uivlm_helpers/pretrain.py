@@ -29,7 +29,9 @@ Measured (``models/tiny-qwen2-vl-ui/TRAINING.md``, ``bench/results/pretrain_reci
 defaults below are the CPU recipe (7,000 steps of batch 32, about 25 minutes on 2 cores, 49% of held-out
 screens); the shipped base ran the same curriculum on a GPU with batch 128 and a 300 s time budget
 (3,929 steps, 62%). One small widget per screen in the first stage, or mixed widgets from the start,
-kept the loss at the plateau.
+kept the loss at the plateau. ``--init`` continues a saved base instead of starting from random weights:
+the shipped base is that GPU run continued on the CPU for 1,000 steps on place words (``--families
+extreme --places leftmost,topmost``, about 4 minutes).
 """
 
 from __future__ import annotations
@@ -78,6 +80,9 @@ class PretrainOptions:
     families: list[str] = field(default_factory=lambda: ["colour"])
     family_weights: list[float] | None = None
     colours: list[str] | None = field(default_factory=lambda: list(synth_tasks.BASE_COLOURS))  # None: any colour
+    places: list[str] | None = None  # words "extreme" instructions may use (None: any of synth_tasks.PLACES)
+    min_candidates: int = 1        # screens where the instruction's family names at least this many widgets
+    init: str | None = None        # start from this checkpoint folder instead of random weights (shape ignored)
     task_prompt: str | None = "{instruction}"  # None: the workbook's default task prompt
     screens: str = "boxes"         # after the one-box stage: "boxes" (large buttons) or "widgets" (mixed kinds)
     n_widgets: list[int] = field(default_factory=lambda: [3, 5])
@@ -175,7 +180,8 @@ class TaskStream(torch.utils.data.Dataset):
             weights = [weights[i] for i in keep] if weights else None
         example = synth_tasks.task_example(self.split, self.seed, int(index), families, weights,
                                            (o.image_size, o.image_size), n_widgets, colours=o.colours, box=single,
-                                           boxes=o.screens == "boxes")
+                                           boxes=o.screens == "boxes", places=o.places,
+                                           min_candidates=1 if single else o.min_candidates)
         if self.coarse.value:
             example["action"] = coarse_action(example["action"], example["image_size"])
         return example
@@ -186,7 +192,7 @@ def heldout_examples(options: PretrainOptions, n: int, families=None) -> list[di
     o = options
     return [synth_tasks.task_example("test", o.seed, i, families or o.families, o.family_weights,
                                      (o.image_size, o.image_size), tuple(o.n_widgets), colours=o.colours,
-                                     boxes=o.screens == "boxes")
+                                     boxes=o.screens == "boxes", places=o.places, min_candidates=o.min_candidates)
             for i in range(n)]
 
 
@@ -419,8 +425,14 @@ def pretrain(options: PretrainOptions, run_dir: str | Path, out_dir: str | Path 
     options_file.write_text(json.dumps(asdict(options), indent=2))
 
     torch.manual_seed(options.seed)
-    init = build_initial_checkpoint(run_dir / "init", options.shape, options.seed,
-                                    options.input_side or options.image_size)
+    if options.init:
+        init = Path(options.init)
+        if not (init / "config.json").is_file() or not (init / "model.safetensors").is_file():
+            raise FileNotFoundError(f"init: expected a checkpoint folder with config.json and model.safetensors, "
+                                    f"got {options.init!r}")
+    else:
+        init = build_initial_checkpoint(run_dir / "init", options.shape, options.seed,
+                                        options.input_side or options.image_size)
     config = run_config(options, init)
     wrapper = VLMWrapper.from_config(config)
     total = options.max_steps * options.batch_size
@@ -455,7 +467,8 @@ def pretrain(options: PretrainOptions, run_dir: str | Path, out_dir: str | Path 
                                             options.single_steps))
     trainer.add_callback(AccuracyCurve(wrapper, heldout, options.eval_every, run_dir))
     trainer.add_callback(PrintLoss())
-    print(f"pretraining {options.family}/{options.shape} on {config.model.device}: "
+    start = f"from {options.init}" if options.init else f"{options.family}/{options.shape}"
+    print(f"pretraining {start} on {config.model.device}: "
           f"{wrapper.get_trainable_parameters()['total'] / 1e6:.2f} M parameters, {options.max_steps} steps x "
           f"{options.batch_size}, coarse answers until step {options.coarse_steps}"
           + (f", resuming from {checkpoints[-1].name}" if resume_from else ""), flush=True)
@@ -515,7 +528,7 @@ def write_base_report(options: PretrainOptions, run_dir: str | Path, out_dir: st
     small_file = synth_tasks.generate_task_records(
         small_n, options.seed, out / SMALL_HELDOUT, "test", options.families, options.family_weights,
         (options.image_size, options.image_size), tuple(options.n_widgets), colours=options.colours,
-        boxes=options.screens == "boxes")
+        boxes=options.screens == "boxes", places=options.places, min_candidates=options.min_candidates)
     small_records = [as_plain(r) for r in read_records(small_file)]
     small = compute_metrics(predict_records(agent, small_records, batch_size=16, progress=False))
     evaluation = {
@@ -537,8 +550,9 @@ def write_base_report(options: PretrainOptions, run_dir: str | Path, out_dir: st
                    f"{torch.get_num_threads()} torch threads")
     (out / "TRAINING.md").write_text("\n".join([
         f"# {out.name}: how it was trained", "",
-        "A Qwen2-VL of real architecture (config, tokenizer, processor, model classes), pretrained from random "
-        "weights on the project's task screens (`uivlm_helpers.synth_tasks`) with the project's own Trainer, "
+        "A Qwen2-VL of real architecture (config, tokenizer, processor, model classes), pretrained "
+        + (f"further from `{options.init}` (see its own TRAINING.md)" if options.init else "from random weights")
+        + " on the project's task screens (`uivlm_helpers.synth_tasks`) with the project's own Trainer, "
         "collator and data path (`uivlm_helpers.pretrain`).", "",
         "## Command", "", "```bash", command.strip(), "```", "",
         f"- seed {options.seed}; {summary.get('global_step', '?')} steps of batch {options.batch_size}; "
@@ -612,6 +626,12 @@ def _parse(argv=None):
                    help="task prompt template ('' for the workbook's default prompt)")
     p.add_argument("--colours", default=",".join(defaults.colours or []),
                    help="comma-separated colours that colour instructions may name ('' for any)")
+    p.add_argument("--places", default="", help="comma-separated words extreme instructions may use "
+                   f"(from {','.join(synth_tasks.PLACES)}; '' for any)")
+    p.add_argument("--min-candidates", type=int, default=defaults.min_candidates,
+                   help="only screens where the instruction's family can name at least this many widgets")
+    p.add_argument("--init", default=None, help="continue from this checkpoint folder (a saved base) instead of "
+                   "random weights; --shape and --input-side are then the checkpoint's")
     p.add_argument("--n-widgets", default="3,5", help="least,most widgets per screen")
     p.add_argument("--device", default=defaults.device)
     p.add_argument("--report", action="store_true",
@@ -623,7 +643,8 @@ def _parse(argv=None):
     options = PretrainOptions(
         family=a.family, shape=a.shape, seed=a.seed, image_size=a.image_size, input_side=a.input_side, families=a.families.split(","),
         family_weights=[float(w) for w in a.family_weights.split(",")] if a.family_weights else None,
-        colours=a.colours.split(",") if a.colours else None, task_prompt=a.task_prompt or None, screens=a.screens,
+        colours=a.colours.split(",") if a.colours else None, places=a.places.split(",") if a.places else None,
+        min_candidates=a.min_candidates, init=a.init, task_prompt=a.task_prompt or None, screens=a.screens,
         n_widgets=[int(v) for v in a.n_widgets.split(",")], max_steps=a.max_steps, batch_size=a.batch_size,
         learning_rate=a.learning_rate, weight_decay=a.weight_decay, adam_beta2=a.adam_beta2,
         warmup_steps=a.warmup_steps,

@@ -17,6 +17,8 @@ _REPO_ROOT = Path(__file__).resolve().parent.parent
 #: Public name -> folder in the repository.
 SHIPPED_MODELS = {
     "uivlm/tiny-qwen2-vl-ui": _REPO_ROOT / "models" / "tiny-qwen2-vl-ui",
+    # The first stage of its training (pointing, colour words), which the second stage continued.
+    "uivlm/tiny-qwen2-vl-ui-stage1": _REPO_ROOT / "models" / "tiny-qwen2-vl-ui-stage1",
 }
 
 

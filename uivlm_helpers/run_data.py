@@ -80,19 +80,22 @@ def task_spec(source: str) -> dict | None:
     or None for other sources.
 
     ``"tasks"`` is the default fine-tune task: 3-5 large buttons of different colours, the target named
-    by one of :data:`.synth_tasks.NEW_COLOURS` (colours the shipped base never heard named).
+    by its place with one of :data:`.synth_tasks.NEW_PLACES` ("Click the rightmost element", "Click the
+    bottom element": words the shipped base never heard), on screens where the other word names another
+    button, so that only the word tells the target apart (an instruction-blind policy scores 50%).
     ``"tasks:colour,kind"`` draws mixed widgets (4-6), the target named by the families listed.
 
     Raises:
         ValueError: an unknown family (the message lists them).
     """
-    from .synth_tasks import FAMILIES, NEW_COLOURS
+    from .synth_tasks import FAMILIES, NEW_PLACES
 
     families = _listed_source(source, TASKS_SOURCE, [], FAMILIES, "instruction families")
     if families is None:
         return None
     if not families:
-        return {"families": ["colour"], "colours": list(NEW_COLOURS), "boxes": True, "n_widgets": (3, 5)}
+        return {"families": ["extreme"], "places": list(NEW_PLACES), "min_candidates": 2, "boxes": True,
+                "n_widgets": (3, 5)}
     return {"families": families, "colours": None, "boxes": False, "n_widgets": (4, 6)}
 
 

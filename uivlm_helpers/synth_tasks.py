@@ -10,16 +10,18 @@ with labels in a 13-16 px font. The target is named by one instruction *family*:
 ``label``      its text or icon name: "Click the Save button", "Check the Wi-Fi box", "Click 'Help'"
 ``kind``       its kind, when it is the only one of that kind: "Click the checkbox"
 ``position``   its place: "Click the second button", "Click the topmost element"
+``extreme``    only its place beyond all the others: "Click the leftmost element", "Click the bottom element"
 ``colour``     its colour: "Click the red button" (several buttons share the screen),
                "Click the green one" (colour alone)
 =============  =====================================================================================
 
 Two easier screen styles serve the pretraining curriculum (:mod:`.pretrain`):
 :func:`generate_box_screen` draws one large filled button, or 3-5 large buttons of different colours.
-The shipped base (``models/tiny-qwen2-vl-ui``) learned to click buttons named by
-:data:`BASE_COLOURS`; the default workbook run fine-tunes it to follow :data:`NEW_COLOURS`, names it
-never read (``run_data.task_spec("tasks")``). The background is a soft colour wash that codes position
-(see :func:`_wash`).
+The shipped base (``models/tiny-qwen2-vl-ui``) first learned to point at buttons named by
+:data:`BASE_COLOURS`, then to follow the place words :data:`BASE_PLACES`; the default workbook run
+fine-tunes it to follow :data:`NEW_PLACES`, words it never read, on screens where each of them names a
+different button (``min_candidates=2``, ``run_data.task_spec("tasks")``). The background is a soft
+colour wash that codes position (see :func:`_wash`).
 
 Everything is a pure function of the seed (string-seeded ``random.Random`` per screen), like
 :mod:`.synth`: the same arguments give byte-identical screens and identical records.
@@ -39,7 +41,7 @@ from .data import UIRecord, write_records
 from .synth import ICON_NAMES, ICON_WORDS, TARGET_KINDS, Widget, candidate_instructions
 
 __all__ = [
-    "FAMILIES", "FINETUNE_FAMILIES", "PALETTE", "PRETRAIN_FAMILIES", "TaskScreen", "family_instructions",
+    "FAMILIES", "FINETUNE_FAMILIES", "NEW_PLACES", "PALETTE", "PLACES", "PRETRAIN_FAMILIES", "TaskScreen", "family_instructions",
     "generate_box_screen",
     "generate_task_records", "generate_task_screen", "make_task_splits", "nameable_targets", "pick_task_target",
     "task_example",
@@ -54,10 +56,15 @@ PALETTE = {
     "purple": (130, 50, 200),
     "pink": (215, 40, 140),
 }
-FAMILIES = ("label", "kind", "position", "colour")
+FAMILIES = ("label", "kind", "position", "colour", "extreme")
 #: Colours whose names the pretrained base learns, and the ones the default fine-tune teaches it.
 BASE_COLOURS = ("red", "green", "blue")
 NEW_COLOURS = ("orange", "purple", "pink")
+#: The words of ``extreme`` instructions; the shipped base learned the first two, the default fine-tune
+#: teaches the other two.
+PLACES = ("leftmost", "topmost", "rightmost", "bottom")
+BASE_PLACES = ("leftmost", "topmost")
+NEW_PLACES = ("rightmost", "bottom")
 #: The generator's default families (reading labels, kinds and places), and the colour family alone.
 PRETRAIN_FAMILIES = ("label", "kind", "position")
 FINETUNE_FAMILIES = ("colour",)
@@ -310,6 +317,7 @@ def family_instructions(screen: TaskScreen) -> dict[str, dict[int, list[str]]]:
             out["position"].setdefault(i, []).extend(position)
     for i, texts in _extremes(widgets).items():
         out["position"].setdefault(i, []).extend(texts)
+        out["extreme"][i] = list(texts)
     counts = {k: sum(w.kind == k for w in widgets) for k in TARGET_KINDS}
     for i, w in enumerate(widgets):
         noun = _NOUN[w.kind]
@@ -323,8 +331,10 @@ def family_instructions(screen: TaskScreen) -> dict[str, dict[int, list[str]]]:
     return {f: found for f, found in out.items() if found}
 
 
-def nameable_targets(screen: TaskScreen, colours: Sequence[str] | None = None) -> dict[str, dict[int, list[str]]]:
-    """:func:`family_instructions` with ``colour`` instructions limited to ``colours`` (None: any).
+def nameable_targets(screen: TaskScreen, colours: Sequence[str] | None = None,
+                     places: Sequence[str] | None = None) -> dict[str, dict[int, list[str]]]:
+    """:func:`family_instructions` with ``colour`` instructions limited to ``colours`` and ``extreme``
+    instructions to the place words ``places`` (None: any).
 
     The widgets listed under a family are every widget an instruction of that family can name on this
     screen: a policy that ignores the instruction's words can do no better than pick one of them.
@@ -334,31 +344,41 @@ def nameable_targets(screen: TaskScreen, colours: Sequence[str] | None = None) -
         available["colour"] = {i: t for i, t in available["colour"].items() if screen.colours[i] in colours}
         if not available["colour"]:
             del available["colour"]
+    if places is not None and "extreme" in available:
+        named = {i: [t for t in texts if any(f" {w} " in t for w in places)] for i, texts in available["extreme"].items()}
+        available["extreme"] = {i: texts for i, texts in named.items() if texts}
+        if not available["extreme"]:
+            del available["extreme"]
     return available
 
 
 def pick_task_target(rng: random.Random, screen: TaskScreen, families: Sequence[str] = PRETRAIN_FAMILIES,
                      weights: Sequence[float] | None = None,
-                     colours: Sequence[str] | None = None) -> tuple[int, str, str]:
+                     colours: Sequence[str] | None = None,
+                     places: Sequence[str] | None = None) -> tuple[int, str, str]:
     """Choose a family (among those with an instruction on this screen), a target and an instruction.
 
     Args:
         colours: the colours a ``colour`` instruction may name (None: any); widgets of other colours
             stay on the screen as distractors.
+        places: the words an ``extreme`` instruction may use (None: any of :data:`PLACES`).
 
     Returns:
         ``(widget index, instruction, family)``.
     """
-    _check_families_and_colours(families, colours)
-    return _choose_target(rng, nameable_targets(screen, colours), families, weights)
+    _check_task_words(families, colours, places)
+    return _choose_target(rng, nameable_targets(screen, colours, places), families, weights)
 
 
-def _check_families_and_colours(families: Sequence[str], colours: Sequence[str] | None) -> None:
+def _check_task_words(families: Sequence[str], colours: Sequence[str] | None,
+                      places: Sequence[str] | None = None) -> None:
     unknown = set(families) - set(FAMILIES)
     if unknown or not families:
         raise ValueError(f"families: choose from {FAMILIES}, got {list(families)}")
     if colours is not None and (not colours or not set(colours) <= set(PALETTE)):
         raise ValueError(f"colours: choose from {list(PALETTE)}, got {list(colours)}")
+    if places is not None and (not places or not set(places) <= set(PLACES)):
+        raise ValueError(f"places: choose from {list(PLACES)}, got {list(places)}")
 
 
 def _choose_target(rng: random.Random, available: dict[str, dict[int, list[str]]], families: Sequence[str],
@@ -377,32 +397,39 @@ def task_example(split: str, seed: int, index: int, families: Sequence[str] = PR
                  weights: Sequence[float] | None = None, image_size: tuple[int, int] = (224, 224),
                  n_widgets: tuple[int, int] = (3, 5), id_prefix: str = "task",
                  colours: Sequence[str] | None = None, box: bool = False,
-                 boxes: bool = False) -> dict:
+                 boxes: bool = False, places: Sequence[str] | None = None, min_candidates: int = 1) -> dict:
     """One example as the plain record dict the collator and the evaluation use (image in memory).
 
     Example ``index`` of ``(split, seed)`` is the same whatever else is generated, so a dataset can
     draw examples lazily (in dataloader workers) and stay reproducible. A screen on which no widget
     can be named as asked (e.g. none in ``colours``) is drawn again from the same random stream.
     ``box``: one large button (:func:`generate_box_screen`) instead of ``n_widgets`` widgets;
-    ``boxes``: ``n_widgets`` large buttons of different colours.
+    ``boxes``: ``n_widgets`` large buttons of different colours; ``places``: the words ``extreme``
+    instructions may use (None: any); ``min_candidates``: draw again until the chosen family can name at
+    least this many widgets on the screen, so that only the instruction's words tell the target from
+    the others (with 2, a policy that ignores the words scores at most 50%).
     """
-    _check_families_and_colours(families, colours)
+    _check_task_words(families, colours, places)
+    if min_candidates < 1:
+        raise ValueError(f"min_candidates: expected >= 1, got {min_candidates}")
     rng = _screen_rng(split, seed, index)
-    for _ in range(50):
+    for _ in range(200):
         if box or boxes:
             screen = generate_box_screen(rng, image_size, colours, n_boxes=(1, 1) if box else n_widgets)
         else:
             screen = generate_task_screen(rng, image_size, n_widgets=n_widgets)
-        available = nameable_targets(screen, colours)  # the target's family also names its distractors
+        available = nameable_targets(screen, colours, places)  # the target's family also names its distractors
         try:
             target, instruction, family = _choose_target(rng, available, families, weights)
-            break
         except ValueError as err:
             if "can be named" not in str(err):
                 raise
+            continue
+        if len(available[family]) >= min_candidates:
+            break
     else:
-        raise ValueError(f"no screen in 50 draws has a widget that {list(families)} with colours "
-                         f"{colours} can name")
+        raise ValueError(f"no screen in 200 draws has {min_candidates} or more widgets that {list(families)} "
+                         f"with colours {colours} and places {places} can name")
     widget = screen.widgets[target]
     x, y = widget.centre
     others = sorted(set(available[family]) - {target})
@@ -417,7 +444,8 @@ def generate_task_records(n: int, seed: int, out_dir: str | Path, split: str = "
                           families: Sequence[str] = PRETRAIN_FAMILIES, weights: Sequence[float] | None = None,
                           image_size: tuple[int, int] = (224, 224), n_widgets: tuple[int, int] = (3, 5),
                           id_prefix: str = "task", colours: Sequence[str] | None = None,
-                          boxes: bool = False) -> Path:
+                          boxes: bool = False, places: Sequence[str] | None = None,
+                          min_candidates: int = 1) -> Path:
     """Write ``n`` task examples as a dataset folder (``<split>.jsonl`` + ``images/``), like
     :func:`.synth.generate_records`; ``source`` is ``synthetic-<family>``."""
     out = Path(out_dir)
@@ -425,7 +453,7 @@ def generate_task_records(n: int, seed: int, out_dir: str | Path, split: str = "
     records = []
     for i in range(n):
         ex = task_example(split, seed, i, families, weights, image_size, n_widgets, id_prefix, colours,
-                          boxes=boxes)
+                          boxes=boxes, places=places, min_candidates=min_candidates)
         relative = f"images/{ex['id']}.png"
         ex["image"].save(out / relative, format="PNG")
         records.append(UIRecord(id=ex["id"], image=relative, image_size=ex["image_size"],
@@ -438,11 +466,13 @@ def generate_task_records(n: int, seed: int, out_dir: str | Path, split: str = "
 def make_task_splits(out_dir: str | Path, seed: int = 0, n_train: int = 500, n_eval: int = 100,
                      image_size: tuple[int, int] = (224, 224), families: Sequence[str] = FINETUNE_FAMILIES,
                      n_widgets: tuple[int, int] = (4, 6), weights: Sequence[float] | None = None,
-                     colours: Sequence[str] | None = None, boxes: bool = False) -> dict[str, Path]:
+                     colours: Sequence[str] | None = None, boxes: bool = False,
+                     places: Sequence[str] | None = None, min_candidates: int = 1) -> dict[str, Path]:
     """A train and a test split of task screens in ``out_dir`` (the workbook's data step).
 
     The defaults are the default fine-tune task: colour instructions on screens of 4-6 widgets.
     """
     return {split: generate_task_records(n, seed, out_dir, split, families, weights, image_size, n_widgets,
-                                         colours=colours, boxes=boxes)
+                                         colours=colours, boxes=boxes, places=places,
+                                         min_candidates=min_candidates)
             for split, n in (("train", n_train), ("test", n_eval))}
