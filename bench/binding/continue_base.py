@@ -17,8 +17,6 @@ if os.environ.get("PAL"):
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import prompt_order  # noqa: E402
 prompt_order.apply_from_env()
-import place_words  # noqa: E402
-place_words.apply_from_env()
 side = int(sys.argv[1]); steps = int(sys.argv[2]); lr = float(sys.argv[3]); tag = sys.argv[4]
 src = Path(os.environ.get("SRC", "models/tiny-qwen2-vl-ui"))
 init = Path(f"{OUT}/init-{tag}")
@@ -28,7 +26,8 @@ pc = json.loads((init / "processor_config.json").read_text())
 pc["image_processor"]["size"] = {"longest_edge": side * side, "shortest_edge": min(3136, side * side)}
 (init / "processor_config.json").write_text(json.dumps(pc, indent=2))
 P.build_initial_checkpoint = lambda *a, **k: init
-o = P.PretrainOptions(families=os.environ.get("FAMS", "colour").split(","), colours=os.environ.get("COLS", "red,green,blue").split(","), n_widgets=[int(v) for v in os.environ.get("NW", "3,5").split(",")], screens="boxes", input_side=side,
+o = P.PretrainOptions(families=os.environ.get("FAMS", "colour").split(","),
+                      places=os.environ["PLACES"].split(",") if os.environ.get("PLACES") else None, colours=os.environ.get("COLS", "red,green,blue").split(","), n_widgets=[int(v) for v in os.environ.get("NW", "3,5").split(",")], screens="boxes", input_side=side,
                       max_steps=steps, batch_size=int(os.environ.get("BS", "32")), learning_rate=lr,
                       schedule=os.environ.get("SCHED", "wsd"), warmup_steps=50,
                       coarse_steps=int(os.environ.get("COARSE", "0")), single_steps=0,
