@@ -112,13 +112,39 @@ FULL_SIZE_RUNS = {name: (_switches(*flags), label) for name, flags, label in [
     ("cache_ckpt", (True, True, False), "ckpt on, cached features"),
     ("plain", (False, False, False), "ckpt off, fast path off"),
     ("cache", (False, True, False), "ckpt off, cached features"),
+    ("cache_partial", (True, True, False), "partial ckpt, cached features"),
     ("fused_ckpt", (True, True, True), "ckpt on, cached features + fused CE"),
+    ("fused_partial", (True, True, True), "partial ckpt, cached features + fused CE"),
     ("fused", (False, True, True), "ckpt off, cached features + fused CE")]}
-UNFUSED_RUNS = ("plain_ckpt", "cache_ckpt", "plain", "cache")
-FUSED_RUNS = ("fused_ckpt", "fused")
+UNFUSED_RUNS = ("plain_ckpt", "cache_ckpt", "cache_partial", "plain", "cache")
+FUSED_RUNS = ("fused_ckpt", "fused_partial", "fused")
 # Which runs each model gets by default (7B without checkpointing is left out: device time).
 DEFAULT_RUNS = {"2b": ("plain_ckpt", "cache_ckpt", "plain", "fused_ckpt", "fused"),
-                "7b": ("plain_ckpt", "cache_ckpt", "fused_ckpt")}
+                "7b": ("plain_ckpt", "cache_ckpt", "fused_ckpt", "fused_partial")}
+# A partial run leaves the last N language-model layers unchecked (training.uncheckpointed_layers). N is
+# planned (memory.plan_uncheckpointed_layers) so that the run's peak stays within the plain recipe's
+# measured peak: the estimated cost of each layer is added to the measured peak of the same run with
+# every layer checkpointed (the "*_ckpt" run, which must come first).
+PARTIAL_BASE = {"cache_partial": "cache_ckpt", "fused_partial": "fused_ckpt"}
+
+
+def plan_partial(config, by_run: dict, base_run: str, batch: int, offset: int = 0) -> dict:
+    """N for a partial run from the measured peaks of the plain recipe and of ``base_run``."""
+    import copy
+
+    from uivlm_helpers import memory
+
+    plain, base = by_run.get("plain_ckpt"), by_run.get(base_run)
+    if not (plain and base and plain.get("peak_gib") and base.get("peak_gib")):
+        raise RuntimeError(f"planning needs measured peaks of plain_ckpt and {base_run} first")
+    config = copy.deepcopy(config)
+    image_tokens = memory.estimate_training_memory(config)["image_tokens"]
+    text_tokens = round(base["tokens_per_batch"] / batch) - image_tokens
+    plan = memory.plan_uncheckpointed_layers(config, plain["peak_gib"], text_tokens=text_tokens,
+                                             measured_gib=base["peak_gib"])
+    kept = max(0, plan["uncheckpointed_layers"] + offset)
+    plan.update(uncheckpointed_layers=kept, estimate_gib=plan["estimates"][kept], offset=offset)
+    return plan
 
 
 def _weights_gib(model) -> float:
@@ -156,24 +182,36 @@ def run_full_size(args) -> dict:
             print(f"built {names[model]} in {bases[model]._bench_build_s:.1f} s", flush=True)
         wrapper_cls = common.full_size_wrapper_class(processor, {})
         wanted = {m: args.runs.split(",") if args.runs else DEFAULT_RUNS[m] for m in models}
-        order = [(m, b, r) for phase in (UNFUSED_RUNS, FUSED_RUNS) for m in models for b in batches
-                 for r in phase if r in wanted[m]]
-        for model, batch, run in order:
+        order = [(m, b, r, o) for phase in (UNFUSED_RUNS, FUSED_RUNS) for m in models for b in batches
+                 for r in phase if r in wanted[m] for o in (args.partial_offsets if r in PARTIAL_BASE else [0])]
+        done = {}
+        for model, batch, run, offset in order:
             settings, label = FULL_SIZE_RUNS[run]
             config = common.run_config(names[model], args.device, dtype, training__batch_size=batch,
                                        training__mixed_precision=precision,
                                        training__dataloader_num_workers=args.workers, **settings)
             config.data.image_width, config.data.image_height = screen
             wrapper_cls.models = {"bf16": bases[model]}
+            plan, name = None, run if not offset else f"{run}{offset:+d}"
             try:
+                if run in PARTIAL_BASE:
+                    if args.uncheckpointed is not None:
+                        plan = {"uncheckpointed_layers": args.uncheckpointed + offset, "planned": False}
+                    else:
+                        plan = plan_partial(config, done.get((model, batch), {}), PARTIAL_BASE[run], batch, offset)
+                    config.training.uncheckpointed_layers = plan["uncheckpointed_layers"]
+                    label = f"{label} ({plan['uncheckpointed_layers']} layers unchecked)"
                 row, _ = workbook_run(config, wrapper_cls, records, args.warmup, args.steps, label, args.device)
             except Exception as error:  # noqa: BLE001 - record and go on (e.g. out of memory)
                 row = {"trainer": label, "error": f"{type(error).__name__}: {str(error)[:300]}"}
                 common.free_memory()
+            if plan is not None:
+                row.update(uncheckpointed_layers=plan["uncheckpointed_layers"], plan=plan)
+            done.setdefault((model, batch), {})[name] = row
             # Both models stay on the GPU (liger's class patch forces this run order), so the other one's
             # weights sit inside max_memory_allocated: recorded, and taken out in peak_own_gib.
             other = sum(_weights_gib(bases[m]) for m in bases if m != model)
-            row.update(model=common.SHORT[names[model]], run=run, batch=batch, other_models_gib=other,
+            row.update(model=common.SHORT[names[model]], run=name, batch=batch, other_models_gib=other,
                        peak_own_gib=row["peak_gib"] - other if row.get("peak_gib") is not None else None)
             results.add(row)
             print(f"{row['model']} b{batch} {label}: {common.fmt(row.get('tokens_per_s'), 0)} tokens/s, "
@@ -182,7 +220,7 @@ def run_full_size(args) -> dict:
     by = {(r["model"], r["batch"], r["run"]): r for r in rows if r.get("tokens_per_s")}
     speedups = []
     for (model, batch, run), row in by.items():
-        base_run = "plain" if run in ("plain", "cache", "fused") else "plain_ckpt"
+        base_run = "plain" if run in ("plain", "cache", "fused") else "plain_ckpt"   # partial runs: plain_ckpt
         base = by.get((model, batch, base_run))
         if base and run != base_run:
             speedups.append({"model": model, "batch": batch, "run": run, "over": base_run,
@@ -211,6 +249,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--models", default="2b,7b", help="GPU: full-size models (2b, 7b)")
     parser.add_argument("--batches", default="4,8", help="GPU: batch sizes")
     parser.add_argument("--runs", default=None, help=f"GPU: runs for every model (default per model: {DEFAULT_RUNS})")
+    parser.add_argument("--uncheckpointed", type=int, default=None,
+                        help="partial runs: this many layers unchecked instead of the planned number")
+    parser.add_argument("--partial-offsets", default="0",
+                        help="partial runs: one run per offset from the planned number, e.g. 0,-2")
     parser.add_argument("--warmup", type=int, default=2, help="GPU: untimed steps per run")
     parser.add_argument("--workers", type=int, default=4, help="GPU: dataloader workers (both paths)")
     parser.add_argument("--shrink", type=int, default=None,
@@ -224,6 +266,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     args.argv = list(argv if argv is not None else sys.argv[1:])
+    args.partial_offsets = [int(o) for o in args.partial_offsets.split(",")]
     gpu = args.device.startswith("cuda")
     args.out = args.out or RESULTS_DIR / ("bench_fast_path_gpu.json" if gpu else "bench_fast_path.json")
     args.steps = args.steps or (6 if gpu or args.shrink else 12)

@@ -67,6 +67,10 @@ def test_saved_config_round_trips(tmp_path):
     ({"training": {"lr_scheduler": "cosin"}}, "training.lr_scheduler: expected one of ['linear', 'cosine'"),
     ({"training": {"dataloader_num_workers": -1}}, "training.dataloader_num_workers: expected 'auto' or 0 or more"),
     ({"training": {"dataloader_num_workers": "many"}}, "training.dataloader_num_workers: expected 'auto' or 0"),
+    ({"training": {"gradient_checkpointing": True, "uncheckpointed_layers": -1}},
+     "training.uncheckpointed_layers: expected 0 or more layers, got -1"),
+    ({"training": {"uncheckpointed_layers": 4}},
+     "training.uncheckpointed_layers=4 only applies with training.gradient_checkpointing=true"),
 ])
 def test_bad_values_name_the_key(data, message):
     with pytest.raises(ConfigError, match=re.escape(message)):

@@ -344,6 +344,91 @@ def test_tiny_estimate_matches_profiled_peak_on_cpu(capsys, one_thread):
     assert abs(comparison["error"]) <= 0.15
 
 
+def test_uncheckpointed_layers_cost_one_layer_each_and_all_of_them_equal_no_checkpointing():
+    def estimate(ckpt=True, kept=0, name="Qwen/Qwen2-VL-7B-Instruct", bs=4):
+        config = _config(name, model__torch_dtype="bfloat16", model__device="cuda", training__batch_size=bs,
+                         training__gradient_checkpointing=ckpt, training__uncheckpointed_layers=kept,
+                         training__mixed_precision="bf16", training__cache_vision_features="true",
+                         training__fused_cross_entropy="true")
+        return memory.estimate_training_memory(config, (1288, 728), text_tokens=101)
+
+    layers = estimate()["assumptions"]["checkpointed_layers"]
+    assert layers == (28, 28)
+    peaks = [estimate(kept=k)["peak_allocated_gib"] for k in range(29)]
+    steps = [b - a for a, b in zip(peaks, peaks[1:])]
+    # The first layer left out costs nothing: its activations are freed by its own backward before the
+    # first checkpointed layer recomputes (and it no longer stores a checkpoint of its input).
+    assert -0.05 < steps[0] <= 0
+    assert all(s > 0.5 for s in steps[1:]) and max(steps[1:]) == pytest.approx(min(steps[1:]), rel=0.05)
+    assert estimate(kept=28)["assumptions"]["checkpointed_layers"] == (0, 28)
+    assert peaks[28] == pytest.approx(estimate(ckpt=False)["peak_allocated_gib"])
+    assert estimate(bs=8, kept=2)["peak_allocated_gib"] - estimate(bs=8, kept=1)["peak_allocated_gib"] == pytest.approx(
+        2 * steps[1], rel=0.05)                                         # a layer's activations scale with the batch
+    with pytest.raises(ValueError, match="training.uncheckpointed_layers=29: the language model has 28 layers"):
+        estimate(kept=29)
+
+
+def test_plan_uncheckpointed_layers_keeps_the_largest_count_within_the_budget():
+    config = _config("Qwen/Qwen2-VL-7B-Instruct", model__torch_dtype="bfloat16", model__device="cuda",
+                     training__batch_size=4, training__mixed_precision="bf16", training__gradient_checkpointing=True,
+                     training__cache_vision_features="true", training__fused_cross_entropy="true")
+    full = memory.plan_uncheckpointed_layers(config, 1e6, (1288, 728))
+    assert full["uncheckpointed_layers"] == full["layers"] == 28 and full["fits"]
+    estimates = full["estimates"]
+    budget = (estimates[7] + estimates[8]) / 2
+    plan = memory.plan_uncheckpointed_layers(config, budget, (1288, 728))
+    assert plan["uncheckpointed_layers"] == 7 and plan["estimate_gib"] == estimates[7] <= budget
+    # Anchored on a measured peak 1 GiB above the estimate: every count costs 1 GiB more, one layer fewer fits.
+    anchored = memory.plan_uncheckpointed_layers(config, budget, (1288, 728), measured_gib=estimates[0] + 1.0)
+    assert anchored["estimates"] == pytest.approx([e + 1.0 for e in estimates])
+    assert anchored["uncheckpointed_layers"] < 7
+    none = memory.plan_uncheckpointed_layers(config, estimates[0] - 0.1, (1288, 728))
+    assert none["uncheckpointed_layers"] == 0 and not none["fits"]
+    assert config.training.uncheckpointed_layers == 0                   # the caller's configuration is untouched
+    total = memory.plan_uncheckpointed_layers(config, budget, (1288, 728), measure="total_gib")
+    assert total["uncheckpointed_layers"] < 7                           # the overhead counts against the budget
+
+
+def test_uncheckpointed_layer_cost_matches_the_profiled_tiny_model_on_cpu(capsys, one_thread):
+    """The measured peak grows with every layer left out of checkpointing, by about the estimated amount."""
+    from PIL import Image, ImageDraw
+
+    from uivlm_helpers.checkpointing import language_model_layers
+    from uivlm_helpers.wrapper import VLMWrapper
+
+    config = RunConfig()
+    config.model.name = "uivlm/tiny-qwen2-vl"
+    config.training.batch_size = 4
+    config.training.gradient_checkpointing = True
+    config.training.cache_vision_features = "false"
+    wrapper = VLMWrapper.from_config(config)
+    wrapper.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    wrapper.model.get_input_embeddings().register_forward_hook(lambda m, i, out: out.requires_grad_(True))
+    images = []
+    for i in range(4):
+        image = Image.new("RGB", (224, 224), "white")
+        ImageDraw.Draw(image).rectangle([20 + 10 * i, 30, 90 + 10 * i, 60], fill="blue")
+        images.append(image)
+    batch = wrapper.encode(images, [f"Click the Save button {i}" for i in range(4)], ["click(100, 200)"] * 4)
+    layers = language_model_layers(wrapper)
+    measured, estimated = [], []
+    for kept in range(len(layers) + 1):
+        for index, (_, module) in enumerate(layers):
+            module.gradient_checkpointing = index < len(layers) - kept
+        config.training.uncheckpointed_layers = kept
+        measured.append(memory.profile_training_peak(wrapper, batch, steps=1)["peak_gib"])
+        estimated.append(memory.estimate_training_memory(config, (224, 224), text_tokens=batch["input_ids"].shape[1] - 64,
+                                                         frozen_vision_graph=False)["peak_allocated_gib"])
+    with capsys.disabled():
+        print("\ntiny Qwen2-VL, batch 4, CPU, peak MiB by uncheckpointed layers: measured "
+              f"{[round(m * 1024, 1) for m in measured]}, estimated {[round(e * 1024, 1) for e in estimated]}")
+    # Here the peak is inside the loss's backward (the tiny model's logits outweigh its layers), where
+    # every layer left out adds its activations, the first one included.
+    assert all(b > a for a, b in zip(measured, measured[1:]))
+    for k in range(len(layers) + 1):
+        assert estimated[k] - estimated[0] == pytest.approx(measured[k] - measured[0], rel=0.25, abs=0.02 / 1024)
+
+
 # -- presentation and advice --------------------------------------------------------------------------
 def test_table_and_figure(tmp_path):
     estimate = memory.estimate_training_memory(_config(model__torch_dtype="bfloat16"), (1288, 728))

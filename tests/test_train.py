@@ -210,3 +210,36 @@ def test_dataloader_workers_prepare_batches_in_other_processes(tmp_path):
     assert trainer_args.dataloader_num_workers == 2 and trainer_args.dataloader_persistent_workers
     summary = train(config, VLMWrapper.from_config(config), run_data.load_split(paths, "train"), paths.root)
     assert summary["global_step"] == 2 and all(loss == loss for loss in summary["losses"])
+
+
+def test_partial_checkpointing_keeps_losses_and_leaves_the_last_layers_unchecked(tmp_path, records):
+    """uncheckpointed_layers changes what is stored, not what is computed: same losses, same adapter."""
+    from uivlm_helpers.checkpointing import language_model_layers
+
+    runs = {}
+    for name, training in [("all", {"gradient_checkpointing": True}),
+                           ("partial", {"gradient_checkpointing": True, "uncheckpointed_layers": 1}),
+                           ("none", {"gradient_checkpointing": False})]:
+        agent, summary, changed = _run_option(tmp_path / name, records, training={"seed": 5, **training})
+        adapter = {n: p.detach().clone() for n, p in agent.model.named_parameters() if "lora_" in n}
+        runs[name] = (agent, summary, adapter, changed)
+    layers = language_model_layers(runs["partial"][0])
+    total = len(layers)
+    assert total >= 2 and all("visual" not in name for name, _ in layers)
+    assert [m.gradient_checkpointing for _, m in layers] == [True] * (total - 1) + [False]
+    assert runs["partial"][1]["checkpointed_layers"] == {"checkpointed": total - 1, "layers": total}
+    assert runs["all"][1]["checkpointed_layers"] == {"checkpointed": total, "layers": total}
+    assert runs["none"][1]["checkpointed_layers"] is None
+    reference = runs["none"]
+    for name in ("all", "partial"):
+        _, summary, adapter, changed = runs[name]
+        assert changed == reference[3] and changed
+        assert summary["losses"] == pytest.approx(reference[1]["losses"], rel=1e-5)
+        for key, value in adapter.items():
+            torch.testing.assert_close(value, reference[2][key], rtol=1e-4, atol=1e-6)
+
+
+def test_more_uncheckpointed_layers_than_the_model_has_is_a_clear_error(tmp_path, records):
+    with pytest.raises(ValueError, match=r"training.uncheckpointed_layers=99: the language model of .* has \d+ layers"):
+        _run_option(tmp_path, records, training={"gradient_checkpointing": True, "uncheckpointed_layers": 99})
+    assert not (tmp_path / "cache").exists()   # said before the feature cache is built

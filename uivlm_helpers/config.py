@@ -71,6 +71,10 @@ class TrainingSettings:
     warmup_steps: int = 20
     lr_scheduler: str = "cosine"
     gradient_checkpointing: bool = False
+    # With gradient_checkpointing: the last N language-model layers keep their activations instead of
+    # recomputing them in the backward pass - faster, at N layers' activation memory.
+    # memory.plan_uncheckpointed_layers finds the largest N that fits a memory budget.
+    uncheckpointed_layers: int = 0
     mixed_precision: str = "no"
     logging_steps: int = 25
     seed: int = 0
@@ -266,6 +270,12 @@ def validate(config: RunConfig) -> RunConfig:
     workers = t.dataloader_num_workers
     if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
         raise ConfigError(f"training.dataloader_num_workers: expected 'auto' or 0 or more, got {workers!r}")
+    layers = t.uncheckpointed_layers
+    if isinstance(layers, bool) or not isinstance(layers, int) or layers < 0:
+        raise ConfigError(f"training.uncheckpointed_layers: expected 0 or more layers, got {layers!r}")
+    if layers and not t.gradient_checkpointing:
+        raise ConfigError(f"training.uncheckpointed_layers={layers} only applies with "
+                          "training.gradient_checkpointing=true (without it no layer is checkpointed)")
     if not 0 <= m.lora_config.lora_dropout < 1:
         raise ConfigError(f"model.lora_config.lora_dropout: expected 0 <= value < 1, got {m.lora_config.lora_dropout}")
     if config.algorithm.learning_rate <= 0:

@@ -9,8 +9,9 @@ the architecture's published dimensions (:mod:`uivlm_helpers.model_configs`; not
   **optimizer** state (two tensors per trainable parameter, in the parameter's dtype);
 * **activations**: the tensors autograd saves for the backward pass, counted per token and layer from
   what the transformers / peft code paths really save (see :func:`_decoder_layer_bytes`), with gradient
-  checkpointing (layer inputs plus one recomputed layer) and the frozen vision tower (nothing saved,
-  unless gradients are made to flow into it - see ``frozen_vision_graph``);
+  checkpointing (layer inputs plus one recomputed layer; ``training.uncheckpointed_layers`` keeps the
+  last layers' activations whole, see :func:`plan_uncheckpointed_layers`) and the frozen vision tower
+  (nothing saved, unless gradients are made to flow into it - see ``frozen_vision_graph``);
 * **logits** over the vocabulary: bf16 logits, their fp32 upcast, log-softmax and its gradients: 12-14
   bytes per token per vocabulary entry, the largest item for Qwen's 152k vocabulary;
 * **overhead**: the CUDA context and the caching allocator's slack (not in ``max_memory_allocated``).
@@ -328,7 +329,9 @@ def estimate_training_memory(config: RunConfig, image_size: tuple[int, int] | No
                                             full_finetune=not m.use_lora, enc_tokens=seq, dec_tokens=dec)
         layers_total = text["encoder_layers"] + text["decoder_layers"]
         layer_avg = per_sample / layers_total
-        stored = layers_total * act * h * (seq + dec) * batch if checkpointing else per_sample * batch
+        kept = _uncheckpointed(t, layers_total)
+        stored = (((layers_total - kept) * act * h * (seq + dec) + kept * layer_avg) * batch if checkpointing
+                  else per_sample * batch)
         one_layer = layer_avg * batch
         logit_tokens = batch * dec
         outside = (2 * act * h + 2 * act * h) * tokens               # embeddings, final norms
@@ -339,8 +342,10 @@ def estimate_training_memory(config: RunConfig, image_size: tuple[int, int] | No
         layer = _decoder_layer_bytes(text, act=act, norm=act if fused_loss else norm, lora_in=lora_in, mask=mask,
                                      targets=targets, shapes=shapes, full_finetune=not m.use_lora,
                                      mlp_saved=2 if fused_loss else 3)
-        layers = text["num_hidden_layers"]
-        stored = (layers * act * h if checkpointing else layers * layer) * tokens
+        layers_total = text["num_hidden_layers"]
+        kept = _uncheckpointed(t, layers_total)
+        # Checkpointed layers keep their input; the last `kept` layers keep everything (uncheckpointed_layers).
+        stored = ((layers_total - kept) * act * h + kept * layer if checkpointing else layers_total * layer) * tokens
         one_layer = layer * tokens
         logit_tokens = tokens
         head_dim = text["head_dim"]
@@ -363,7 +368,11 @@ def estimate_training_memory(config: RunConfig, image_size: tuple[int, int] | No
     # gradient temporaries (~1/4 of its saved bytes, measured on the tiny model) on top of what is
     # stored, plus - with checkpointing - the layer's recomputed activations.
     loss_phase = activations + logits_peak
-    layer_phase = activations + logits_kept + (1.25 if checkpointing else 0.25) * one_layer
+    # With uncheckpointed_layers the last layers' activations are freed by their own backward before the
+    # first checkpointed layer recomputes, so the two never add up: the first layer left out is free.
+    full_layers = (kept if checkpointing else layers_total) * one_layer
+    recompute = one_layer if checkpointing and kept < layers_total else 0
+    layer_phase = activations - full_layers + logits_kept + max(full_layers, recompute) + 0.25 * one_layer
     peak_phase = "loss backward" if loss_phase >= layer_phase else "layer recompute"
     if peak_phase == "loss backward":
         act_component, logits_component = activations, logits_peak
@@ -395,6 +404,7 @@ def estimate_training_memory(config: RunConfig, image_size: tuple[int, int] | No
             "vision_frozen": vision_frozen,
             "vision_graph": vision_graph,
             "gradient_checkpointing": checkpointing,
+            "checkpointed_layers": (layers_total - kept if checkpointing else 0, layers_total),
             "image": {"size": (width, height), "resized": image["resized"], "patches": image["patches"],
                       "tokens": image["tokens"]},
             "text_tokens": text_tokens,
@@ -413,6 +423,58 @@ def estimate_training_memory(config: RunConfig, image_size: tuple[int, int] | No
                                "keep_logits": keep_logits, "frozen_vision_graph": frozen_vision_graph,
                                "spec": spec}},
     }
+
+
+def _uncheckpointed(training, layers: int) -> int:
+    """``training.uncheckpointed_layers`` checked against the model's layer count."""
+    kept = training.uncheckpointed_layers if training.gradient_checkpointing else 0
+    if kept > layers:
+        raise ValueError(f"training.uncheckpointed_layers={kept}: the language model has {layers} layers")
+    return kept
+
+
+def plan_uncheckpointed_layers(config: RunConfig, budget_gib: float, image_size: tuple[int, int] | None = None,
+                               *, measure: str = "peak_allocated_gib", measured_gib: float | None = None,
+                               **options) -> dict:
+    """The most language-model layers that can skip gradient checkpointing within a memory budget.
+
+    Every layer left out of checkpointing saves one layer's recomputation per step and costs its
+    activations; this walks ``training.uncheckpointed_layers`` from 0 up and keeps the largest value whose
+    estimate stays within ``budget_gib``.
+
+    Args:
+        config: the run configuration; gradient checkpointing is assumed on.
+        budget_gib: the memory the step may use.
+        measure: which estimate to hold under the budget: ``peak_allocated_gib`` (what
+            ``torch.cuda.max_memory_allocated`` reports, e.g. another recipe's measured peak) or
+            ``total_gib`` (what the device must have, overhead included).
+        measured_gib: the measured peak of this run with every layer checkpointed (e.g. from a first
+            run or :func:`profile_training_peak`). The plan then adds the estimated cost of each
+            uncheckpointed layer to that measurement instead of to the estimate's own base, so the
+            estimate's error on everything else does not move the answer.
+        options: passed on to :func:`estimate_training_memory` (``text_tokens``, ``keep_logits``...).
+
+    Returns:
+        ``{"uncheckpointed_layers", "layers", "estimate_gib", "budget_gib", "fits", "estimates"}``:
+        ``fits`` is False when even full checkpointing exceeds the budget (then 0 layers);
+        ``estimates`` lists the estimate for every count tried.
+    """
+    config = copy.deepcopy(config)
+    config.training.gradient_checkpointing = True
+    config.training.uncheckpointed_layers = 0
+    first = estimate_training_memory(config, image_size, **options)
+    layers = first["assumptions"]["checkpointed_layers"][1]
+    estimates = [first[measure]]
+    for kept in range(1, layers + 1):
+        config.training.uncheckpointed_layers = kept
+        estimates.append(estimate_training_memory(config, image_size, **options)[measure])
+    if measured_gib is not None:
+        estimates = [gib - estimates[0] + measured_gib for gib in estimates]
+    fitting = [kept for kept, gib in enumerate(estimates) if gib <= budget_gib]
+    best = max(fitting) if fitting else 0
+    return {"uncheckpointed_layers": best, "layers": layers, "estimate_gib": estimates[best],
+            "budget_gib": budget_gib, "fits": bool(fitting), "measured_gib": measured_gib,
+            "estimates": estimates}
 
 
 def _reestimate(estimate: dict, **changes) -> dict:
@@ -478,6 +540,8 @@ def _candidate_changes(estimate: dict) -> list[tuple[str, dict]]:
     config = estimate["inputs"]["config"]
     t, m = config.training, config.model
     changes = []
+    if t.gradient_checkpointing and t.uncheckpointed_layers:   # a few percent of speed, no quality
+        changes.append(("training.uncheckpointed_layers=0", {"training.uncheckpointed_layers": 0}))
     batch = t.batch_size
     while batch > 1:
         batch //= 2

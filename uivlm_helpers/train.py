@@ -234,6 +234,12 @@ def build_trainer(config: RunConfig, wrapper: VLMWrapper, train_records, run_dir
         # also hooks the vision patch embedding, making a frozen tower keep its activations.
         wrapper.model.get_input_embeddings().register_forward_hook(
             lambda module, inputs, output: output.requires_grad_(True))
+    callbacks = [history, CheckpointSealer(),
+                 TensorBoardCallback(SummaryWriter(str(run_dir / "logs" / "tensorboard")))]
+    if config.training.gradient_checkpointing and config.training.uncheckpointed_layers:
+        from .checkpointing import PartialCheckpointing
+
+        callbacks.append(PartialCheckpointing(wrapper, config.training.uncheckpointed_layers))
     from .features import prepare_fast_path
 
     # training.cache_vision_features / fused_cross_entropy: cached tower features, liger's fused loss.
@@ -244,8 +250,7 @@ def build_trainer(config: RunConfig, wrapper: VLMWrapper, train_records, run_dir
         args=training_arguments(config, run_dir / "checkpoints"),
         train_dataset=train_records,
         data_collator=collator,
-        callbacks=[history, CheckpointSealer(),
-                   TensorBoardCallback(SummaryWriter(str(run_dir / "logs" / "tensorboard")))],
+        callbacks=callbacks,
     )
     trainer.fast_path = fast_path
     return trainer, history
@@ -278,7 +283,18 @@ def train(config: RunConfig, wrapper: VLMWrapper, train_records, run_dir: str | 
         "losses": history.losses,
         "runtime_s": output.metrics.get("train_runtime"),
         "fast_path": getattr(trainer, "fast_path", None),
+        "checkpointed_layers": _checkpointed_layers(config, wrapper),
     }
+
+
+def _checkpointed_layers(config: RunConfig, wrapper: VLMWrapper) -> dict | None:
+    """How many language-model layers trained under gradient checkpointing (None without it)."""
+    if not config.training.gradient_checkpointing:
+        return None
+    from .checkpointing import checkpointed_layer_count
+
+    checkpointed, total = checkpointed_layer_count(wrapper)
+    return {"checkpointed": checkpointed, "layers": total}
 
 
 def train_run(run_dir: str | Path, resume: bool = False) -> dict:

@@ -48,6 +48,7 @@ PARAMETER_KEYS = {
     "GRAD_ACCUM": "training.gradient_accumulation_steps",
     "CHECKPOINT_INTERVAL": "training.checkpoint_interval",
     "GRADIENT_CHECKPOINTING": "training.gradient_checkpointing",
+    "UNCHECKPOINTED_LAYERS": "training.uncheckpointed_layers",
     "MIXED_PRECISION": "training.mixed_precision",
     "WARMUP_STEPS": "training.warmup_steps",
     "SEED": "training.seed",

@@ -1,0 +1,74 @@
+"""Gradient checkpointing on only some of the language model's layers (``training.uncheckpointed_layers``).
+
+With ``training.gradient_checkpointing`` the Trainer checkpoints every decoder layer: each layer keeps only
+its input and recomputes its activations during the backward pass, one more forward of the whole language
+model per step. When memory allows, the last ``N`` layers can keep their activations instead and skip that
+recomputation: the step gets faster by about ``N / layers`` of one forward, and the peak grows by ``N``
+layers' activations (:func:`uivlm_helpers.memory.plan_uncheckpointed_layers` finds the largest ``N`` that
+fits a budget). The last layers are the ones left out because the backward pass frees their activations
+first, before any checkpointed layer recomputes its own, so the peak grows by no more than their share.
+
+Checkpointing changes what is stored, never what is computed: losses and gradients are the same either way.
+"""
+
+from __future__ import annotations
+
+from transformers import TrainerCallback
+
+
+def language_model_layers(wrapper) -> list[tuple[str, object]]:
+    """The language model's checkpointable layers (``GradientCheckpointingLayer``), in forward order.
+
+    Vision-tower and projector blocks are left out: the tower is frozen (or its features are cached),
+    so it is not where the step's recomputation goes. Encoder-decoder models list encoder then decoder.
+    """
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    prefixes = tuple(wrapper.adapter.vision_module_prefixes)
+    return [(name, module) for name, module in wrapper.model.named_modules()
+            if isinstance(module, GradientCheckpointingLayer)
+            and not any(prefix in name + "." for prefix in prefixes)]
+
+
+def checkpointed_layer_count(wrapper) -> tuple[int, int]:
+    """(checkpointed, total) language-model layers, as the model's flags stand now."""
+    layers = language_model_layers(wrapper)
+    return sum(bool(getattr(module, "gradient_checkpointing", False)) for _, module in layers), len(layers)
+
+
+def leave_last_layers_unchecked(wrapper, count: int) -> list[str]:
+    """Turn checkpointing off on the last ``count`` language-model layers; returns their names.
+
+    Raises:
+        ValueError: ``count`` is more than the language model has layers.
+    """
+    layers = language_model_layers(wrapper)
+    if count > len(layers):
+        raise ValueError(f"training.uncheckpointed_layers={count}: the language model of "
+                         f"{wrapper.model_name} has {len(layers)} layers")
+    chosen = layers[len(layers) - count:] if count else []
+    for _, module in chosen:
+        module.gradient_checkpointing = False
+    return [name for name, _ in chosen]
+
+
+class PartialCheckpointing(TrainerCallback):
+    """Leaves the last ``count`` language-model layers unchecked once the Trainer has enabled checkpointing.
+
+    ``Trainer.train`` turns checkpointing on for every layer just before ``on_train_begin``, on fresh and
+    resumed runs alike, so this is the first moment the flags can be changed and stay changed.
+    """
+
+    def __init__(self, wrapper, count: int):
+        total = len(language_model_layers(wrapper))
+        if count > total:  # said before the feature cache is built, not when training starts
+            raise ValueError(f"training.uncheckpointed_layers={count}: the language model of "
+                             f"{wrapper.model_name} has {total} layers")
+        self.wrapper, self.count = wrapper, count
+        self.layers: list[str] = []
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.layers = leave_last_layers_unchecked(self.wrapper, self.count)
+        checkpointed, total = checkpointed_layer_count(self.wrapper)
+        print(f"gradient checkpointing on {checkpointed} of {total} language-model layers "
+              f"(the last {self.count} keep their activations)")
