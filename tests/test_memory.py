@@ -389,6 +389,22 @@ def test_plan_uncheckpointed_layers_keeps_the_largest_count_within_the_budget():
     assert total["uncheckpointed_layers"] < 7                           # the overhead counts against the budget
 
 
+def test_fits_message_names_the_uncheckpointed_layers_that_still_fit():
+    config = _config("Qwen/Qwen2-VL-7B-Instruct", model__torch_dtype="bfloat16", model__device="cuda",
+                     training__batch_size=4, training__mixed_precision="bf16", training__gradient_checkpointing=True,
+                     training__cache_vision_features="true", training__fused_cross_entropy="true")
+    estimate = memory.estimate_training_memory(config, (1288, 728))
+    plan = memory.plan_uncheckpointed_layers(config, 40.0, (1288, 728), measure="total_gib")
+    assert 0 < plan["uncheckpointed_layers"] < 28
+    message = memory.fits_message(estimate, 40.0)
+    assert message.startswith("fits") and f"room for training.uncheckpointed_layers={plan['uncheckpointed_layers']} of 28" in message
+    config.training.uncheckpointed_layers = plan["uncheckpointed_layers"]
+    already = memory.estimate_training_memory(config, (1288, 728))
+    assert "room for" not in memory.fits_message(already, 40.0)
+    tight = memory.fits_message(already, already["total_gib"] - 0.5)
+    assert tight.startswith("won't fit") and "training.uncheckpointed_layers=0" in tight
+
+
 def test_uncheckpointed_layer_cost_matches_the_profiled_tiny_model_on_cpu(capsys, one_thread):
     """The measured peak grows with every layer left out of checkpointing, by about the estimated amount."""
     from PIL import Image, ImageDraw
@@ -456,6 +472,10 @@ def test_fits_message_suggests_the_cheapest_change_that_fits():
     message = memory.fits_message(memory.estimate_training_memory(big, (2800, 1568)), 24.0)
     assert "training.gradient_checkpointing=true" in message
     assert memory.fits_message(estimate, 80.0).startswith("fits")
+    assert "room for training.uncheckpointed_layers=" in memory.fits_message(estimate, 80.0)
+    seven.training.gradient_checkpointing = False
+    unchecked = memory.fits_message(memory.estimate_training_memory(seven, (1288, 728)), 100.0)
+    assert unchecked.startswith("fits") and "uncheckpointed_layers" not in unchecked   # nothing to skip
     assert "larger GPU" in memory.fits_message(estimate, 4.0)
 
 

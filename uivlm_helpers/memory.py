@@ -614,7 +614,7 @@ def fits_message(estimate: dict, gpu_gib: float | None = None) -> str:
     where = f"{gpu_gib:.1f} GiB" + (f" ({name})" if name else "")
     total = estimate["total_gib"]
     if total <= gpu_gib:
-        message = f"fits: ~{total:.1f} GiB of {where} ({100 * total / gpu_gib:.0f}%)"
+        message = f"fits: ~{total:.1f} GiB of {where} ({100 * total / gpu_gib:.0f}%)" + _room_note(estimate, gpu_gib)
     else:
         found = suggest_changes(estimate, gpu_gib)
         if found is None:
@@ -624,6 +624,20 @@ def fits_message(estimate: dict, gpu_gib: float | None = None) -> str:
             text, _, new = found
             message = f"won't fit in {where} (needs ~{total:.1f} GiB): try {text} (~{new['total_gib']:.1f} GiB)"
     return message + _length_note(estimate)
+
+
+def _room_note(estimate: dict, gpu_gib: float) -> str:
+    """With gradient checkpointing and memory to spare: how many layers could skip it and still fit."""
+    config = estimate["inputs"]["config"]
+    if not config.training.gradient_checkpointing:
+        return ""
+    options = {k: v for k, v in estimate["inputs"]["options"].items()}
+    plan = plan_uncheckpointed_layers(config, gpu_gib, estimate["inputs"]["image_size"], measure="total_gib",
+                                      **options)
+    if plan["uncheckpointed_layers"] <= config.training.uncheckpointed_layers:
+        return ""
+    return (f"; room for training.uncheckpointed_layers={plan['uncheckpointed_layers']} of {plan['layers']} "
+            f"(less recomputation, ~{plan['estimate_gib']:.1f} GiB)")
 
 
 def _length_note(estimate: dict) -> str:
