@@ -68,7 +68,12 @@ def test_saved_config_round_trips(tmp_path):
     ({"training": {"dataloader_num_workers": -1}}, "training.dataloader_num_workers: expected 'auto' or 0 or more"),
     ({"training": {"dataloader_num_workers": "many"}}, "training.dataloader_num_workers: expected 'auto' or 0"),
     ({"training": {"gradient_checkpointing": True, "uncheckpointed_layers": -1}},
-     "training.uncheckpointed_layers: expected 0 or more layers, got -1"),
+     "training.uncheckpointed_layers: expected 'auto' or 0 or more layers, got -1"),
+    ({"training": {"gradient_checkpointing": True, "uncheckpointed_layers": "most"}},
+     "training.uncheckpointed_layers: expected 'auto' or 0 or more layers, got 'most'"),
+    ({"training": {"uncheckpointed_layers": "auto"}},
+     "training.uncheckpointed_layers='auto' only applies with training.gradient_checkpointing=true"),
+    ({"training": {"memory_budget_gib": 0}}, "training.memory_budget_gib: expected a positive number of GiB"),
     ({"training": {"uncheckpointed_layers": 4}},
      "training.uncheckpointed_layers=4 only applies with training.gradient_checkpointing=true"),
 ])

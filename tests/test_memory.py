@@ -313,15 +313,16 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def test_tiny_estimate_matches_profiled_peak_on_cpu(capsys, one_thread):
+def _tiny_batch_of_four():
+    """The tiny Qwen2-VL (224x224 screenshots stay 64 image tokens) and a plain batch of four (pixels)."""
     from PIL import Image, ImageDraw
 
     from uivlm_helpers.wrapper import VLMWrapper
 
     config = RunConfig()
-    config.model.name = "uivlm/tiny-qwen2-vl"         # 224x224 screenshots stay 64 image tokens
+    config.model.name = "uivlm/tiny-qwen2-vl"
     config.training.batch_size = 4
-    config.training.cache_vision_features = "false"   # profiled below on a plain batch (with pixels)
+    config.training.cache_vision_features = "false"   # profiled on a plain batch (with pixels)
     wrapper = VLMWrapper.from_config(config)
     images = []
     for i in range(4):
@@ -329,6 +330,11 @@ def test_tiny_estimate_matches_profiled_peak_on_cpu(capsys, one_thread):
         ImageDraw.Draw(image).rectangle([20 + 10 * i, 30, 90 + 10 * i, 60], fill="blue")
         images.append(image)
     batch = wrapper.encode(images, [f"Click the Save button {i}" for i in range(4)], ["click(100, 200)"] * 4)
+    return config, wrapper, batch
+
+
+def test_tiny_estimate_matches_profiled_peak_on_cpu(capsys, one_thread):
+    config, wrapper, batch = _tiny_batch_of_four()
     estimate = memory.estimate_training_memory(config, (224, 224),
                                                text_tokens=batch["input_ids"].shape[1] - 64)
     before = [p.detach().clone() for p in wrapper.model.parameters() if p.requires_grad]
@@ -368,6 +374,27 @@ def test_uncheckpointed_layers_cost_one_layer_each_and_all_of_them_equal_no_chec
         estimate(kept=29)
 
 
+def test_padded_batches_save_keys_and_values_at_the_query_width():
+    """A padded batch gives SDPA a mask; transformers then repeats k/v to every query head (GQA needs no mask)."""
+    def layer_cost(bs, padded):
+        config = _config("Qwen/Qwen2-VL-7B-Instruct", model__torch_dtype="bfloat16", model__device="cuda",
+                         training__batch_size=bs, training__mixed_precision="bf16",
+                         training__gradient_checkpointing=True, training__cache_vision_features="true",
+                         training__fused_cross_entropy="true")
+        plan = memory.plan_uncheckpointed_layers(config, 1e6, (1288, 728), text_tokens=101, padded=padded)
+        return plan["estimates"][2] - plan["estimates"][1]
+
+    text = model_configs.architecture_spec("Qwen/Qwen2-VL-7B-Instruct")["text"]
+    q_dim = text["num_attention_heads"] * text["head_dim"]
+    kv_dim = text["num_key_value_heads"] * text["head_dim"]
+    extra = layer_cost(4, True) - layer_cost(4, False)
+    assert extra * memory.GIB == pytest.approx(2 * 2 * (q_dim - kv_dim) * 4 * 1297, rel=1e-6)   # bf16 k and v
+    assert layer_cost(1, True) == pytest.approx(layer_cost(1, False))   # one sample: nothing to pad
+    # Measured on an H200 (bench/README.md 5c): 1.145 GiB per layer at batch 4, 2.290 at batch 8.
+    assert layer_cost(4, True) == pytest.approx(1.145, rel=0.03)
+    assert layer_cost(8, True) == pytest.approx(2.290, rel=0.03)
+
+
 def test_plan_uncheckpointed_layers_keeps_the_largest_count_within_the_budget():
     config = _config("Qwen/Qwen2-VL-7B-Instruct", model__torch_dtype="bfloat16", model__device="cuda",
                      training__batch_size=4, training__mixed_precision="bf16", training__gradient_checkpointing=True,
@@ -387,6 +414,13 @@ def test_plan_uncheckpointed_layers_keeps_the_largest_count_within_the_budget():
     assert config.training.uncheckpointed_layers == 0                   # the caller's configuration is untouched
     total = memory.plan_uncheckpointed_layers(config, budget, (1288, 728), measure="total_gib")
     assert total["uncheckpointed_layers"] < 7                           # the overhead counts against the budget
+    # uncheckpointed_layers: auto resolves to the same plan within training.memory_budget_gib.
+    config.training.uncheckpointed_layers, config.training.memory_budget_gib = "auto", budget
+    auto = memory.estimate_training_memory(config, (1288, 728))
+    assert auto["assumptions"]["checkpointed_layers"] == (28 - total["uncheckpointed_layers"], 28)
+    assert auto["total_gib"] == pytest.approx(total["estimate_gib"]) and auto["total_gib"] <= budget
+    count, reason = memory.auto_uncheckpointed_layers(config, (1288, 728))
+    assert count == total["uncheckpointed_layers"] and f"{count} of 28 layers fit training.memory_budget_gib" in reason
 
 
 def test_fits_message_names_the_uncheckpointed_layers_that_still_fit():
@@ -407,25 +441,12 @@ def test_fits_message_names_the_uncheckpointed_layers_that_still_fit():
 
 def test_uncheckpointed_layer_cost_matches_the_profiled_tiny_model_on_cpu(capsys, one_thread):
     """The measured peak grows with every layer left out of checkpointing, by about the estimated amount."""
-    from PIL import Image, ImageDraw
-
     from uivlm_helpers.checkpointing import language_model_layers
-    from uivlm_helpers.wrapper import VLMWrapper
 
-    config = RunConfig()
-    config.model.name = "uivlm/tiny-qwen2-vl"
-    config.training.batch_size = 4
+    config, wrapper, batch = _tiny_batch_of_four()
     config.training.gradient_checkpointing = True
-    config.training.cache_vision_features = "false"
-    wrapper = VLMWrapper.from_config(config)
     wrapper.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     wrapper.model.get_input_embeddings().register_forward_hook(lambda m, i, out: out.requires_grad_(True))
-    images = []
-    for i in range(4):
-        image = Image.new("RGB", (224, 224), "white")
-        ImageDraw.Draw(image).rectangle([20 + 10 * i, 30, 90 + 10 * i, 60], fill="blue")
-        images.append(image)
-    batch = wrapper.encode(images, [f"Click the Save button {i}" for i in range(4)], ["click(100, 200)"] * 4)
     layers = language_model_layers(wrapper)
     measured, estimated = [], []
     for kept in range(len(layers) + 1):

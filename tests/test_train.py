@@ -243,3 +243,28 @@ def test_more_uncheckpointed_layers_than_the_model_has_is_a_clear_error(tmp_path
     with pytest.raises(ValueError, match=r"training.uncheckpointed_layers=99: the language model of .* has \d+ layers"):
         _run_option(tmp_path, records, training={"gradient_checkpointing": True, "uncheckpointed_layers": 99})
     assert not (tmp_path / "cache").exists()   # said before the feature cache is built
+
+
+def test_auto_uncheckpointed_layers_leaves_out_what_the_budget_fits(tmp_path, records, capsys):
+    from uivlm_helpers import memory
+
+    config = load_config({"training": {"batch_size": 2, "gradient_checkpointing": True}})
+    plan = memory.plan_uncheckpointed_layers(config, 1e6, measure="total_gib")
+    total = plan["layers"]
+    budget = (plan["estimates"][total - 1] + plan["estimates"][total]) / 2   # all but one layer fit
+    _, summary, changed = _run_option(tmp_path / "budget", records, training={
+        "gradient_checkpointing": True, "uncheckpointed_layers": "auto", "memory_budget_gib": budget})
+    assert changed
+    assert summary["checkpointed_layers"] == {"checkpointed": 1, "layers": total}
+    assert f"training.uncheckpointed_layers=auto: {total - 1} of {total} layers fit training.memory_budget_gib" \
+        in capsys.readouterr().out
+
+    _, summary, _ = _run_option(tmp_path / "no-budget", records, training={
+        "gradient_checkpointing": True, "uncheckpointed_layers": "auto"})
+    assert summary["checkpointed_layers"] == {"checkpointed": total, "layers": total}
+    assert "no GPU and no training.memory_budget_gib, so every layer stays checkpointed" in capsys.readouterr().out
+
+    _, summary, _ = _run_option(tmp_path / "tight", records, training={
+        "gradient_checkpointing": True, "uncheckpointed_layers": "auto", "memory_budget_gib": plan["estimates"][0] / 2})
+    assert summary["checkpointed_layers"] == {"checkpointed": total, "layers": total}
+    assert "even with every layer checkpointed the estimate" in capsys.readouterr().out

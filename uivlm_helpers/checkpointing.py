@@ -3,10 +3,11 @@
 With ``training.gradient_checkpointing`` the Trainer checkpoints every decoder layer: each layer keeps only
 its input and recomputes its activations during the backward pass, one more forward of the whole language
 model per step. When memory allows, the last ``N`` layers can keep their activations instead and skip that
-recomputation: the step gets faster by about ``N / layers`` of one forward, and the peak grows by ``N``
-layers' activations (:func:`uivlm_helpers.memory.plan_uncheckpointed_layers` finds the largest ``N`` that
-fits a budget). The last layers are the ones left out because the backward pass frees their activations
-first, before any checkpointed layer recomputes its own, so the peak grows by no more than their share.
+recomputation: the step gets faster by about ``N / layers`` of one forward, and the peak grows by about
+``N - 1`` layers' activations (:func:`uivlm_helpers.memory.plan_uncheckpointed_layers` finds the largest
+``N`` that fits a budget; ``auto`` uses it). The last layers are the ones left out because the backward
+pass frees their activations before any checkpointed layer recomputes its own: the two never add up, so
+the first layer left out costs next to nothing (measured on Qwen2-VL-7B, bench/README.md 5c).
 
 Checkpointing changes what is stored, never what is computed: losses and gradients are the same either way.
 """
@@ -52,6 +53,18 @@ def leave_last_layers_unchecked(wrapper, count: int) -> list[str]:
     return [name for name, _ in chosen]
 
 
+def resolve_uncheckpointed_layers(config, wrapper) -> tuple[int, str]:
+    """``training.uncheckpointed_layers`` as a number of this model's layers, and one line saying why
+    (``auto``: :func:`uivlm_helpers.memory.auto_uncheckpointed_layers`)."""
+    from . import memory
+
+    setting = config.training.uncheckpointed_layers
+    if setting != "auto":
+        return setting, f"training.uncheckpointed_layers={setting}"
+    count, reason = memory.auto_uncheckpointed_layers(config)
+    return min(count, len(language_model_layers(wrapper))), reason
+
+
 class PartialCheckpointing(TrainerCallback):
     """Leaves the last ``count`` language-model layers unchecked once the Trainer has enabled checkpointing.
 
@@ -59,16 +72,16 @@ class PartialCheckpointing(TrainerCallback):
     resumed runs alike, so this is the first moment the flags can be changed and stay changed.
     """
 
-    def __init__(self, wrapper, count: int):
+    def __init__(self, wrapper, count: int, reason: str = ""):
         total = len(language_model_layers(wrapper))
         if count > total:  # said before the feature cache is built, not when training starts
             raise ValueError(f"training.uncheckpointed_layers={count}: the language model of "
                              f"{wrapper.model_name} has {total} layers")
-        self.wrapper, self.count = wrapper, count
+        self.wrapper, self.count, self.reason = wrapper, count, reason
         self.layers: list[str] = []
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.layers = leave_last_layers_unchecked(self.wrapper, self.count)
         checkpointed, total = checkpointed_layer_count(self.wrapper)
         print(f"gradient checkpointing on {checkpointed} of {total} language-model layers "
-              f"(the last {self.count} keep their activations)")
+              f"(the last {self.count} keep their activations; {self.reason})")

@@ -72,9 +72,11 @@ class TrainingSettings:
     lr_scheduler: str = "cosine"
     gradient_checkpointing: bool = False
     # With gradient_checkpointing: the last N language-model layers keep their activations instead of
-    # recomputing them in the backward pass - faster, at N layers' activation memory.
-    # memory.plan_uncheckpointed_layers finds the largest N that fits a memory budget.
-    uncheckpointed_layers: int = 0
+    # recomputing them in the backward pass - faster, at N layers' activation memory. "auto": as many as
+    # the memory estimate fits in memory_budget_gib (default: the GPU's memory).
+    uncheckpointed_layers: int | str = 0
+    # GiB the training step may use (the memory estimate's total, overhead included); None: the GPU's.
+    memory_budget_gib: float | None = None
     mixed_precision: str = "no"
     logging_steps: int = 25
     seed: int = 0
@@ -271,11 +273,17 @@ def validate(config: RunConfig) -> RunConfig:
     if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
         raise ConfigError(f"training.dataloader_num_workers: expected 'auto' or 0 or more, got {workers!r}")
     layers = t.uncheckpointed_layers
-    if isinstance(layers, bool) or not isinstance(layers, int) or layers < 0:
-        raise ConfigError(f"training.uncheckpointed_layers: expected 0 or more layers, got {layers!r}")
+    if isinstance(layers, str) and layers.strip().lower() == "auto":
+        layers = t.uncheckpointed_layers = "auto"
+    elif isinstance(layers, str) and layers.strip().isdigit():
+        layers = t.uncheckpointed_layers = int(layers)
+    elif isinstance(layers, bool) or not isinstance(layers, int) or layers < 0:
+        raise ConfigError(f"training.uncheckpointed_layers: expected 'auto' or 0 or more layers, got {layers!r}")
     if layers and not t.gradient_checkpointing:
-        raise ConfigError(f"training.uncheckpointed_layers={layers} only applies with "
+        raise ConfigError(f"training.uncheckpointed_layers={layers!r} only applies with "
                           "training.gradient_checkpointing=true (without it no layer is checkpointed)")
+    if t.memory_budget_gib is not None and t.memory_budget_gib <= 0:
+        raise ConfigError(f"training.memory_budget_gib: expected a positive number of GiB, got {t.memory_budget_gib}")
     if not 0 <= m.lora_config.lora_dropout < 1:
         raise ConfigError(f"model.lora_config.lora_dropout: expected 0 <= value < 1, got {m.lora_config.lora_dropout}")
     if config.algorithm.learning_rate <= 0:

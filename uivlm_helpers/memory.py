@@ -24,7 +24,8 @@ and SwiGLU save less per layer. Both were checked against MEASURED.md's liger an
 
 Calibrated against full-size Qwen2-VL-2B measured on an H100 (``shared/MEASURED.md``): the estimate
 matches ``torch.cuda.max_memory_allocated`` of every plain measured recipe within 1% (one row -5%) (see
-``tests/test_memory.py``, which prints the comparison).
+``tests/test_memory.py``, which prints the comparison). The cost of each layer left out of checkpointing
+(``training.uncheckpointed_layers``) matches full-size Qwen2-VL-7B on an H200 within 2% (bench/README.md 5c).
 
 :func:`profile_training_peak` measures the real peak of a few training steps on a real batch.
 """
@@ -96,7 +97,7 @@ def _is_gpu(config: RunConfig) -> bool:
 
 # -- activation bytes per token ------------------------------------------------------------------------
 def _decoder_layer_bytes(text: dict, *, act: int, norm: int, lora_in: int, mask: int, targets: list[str],
-                         shapes: dict, full_finetune: bool, mlp_saved: int = 3) -> float:
+                         shapes: dict, full_finetune: bool, mlp_saved: int = 3, repeated_kv: bool = False) -> float:
     """Bytes autograd keeps per token for one Llama-style decoder layer (Qwen2, Llama, Mistral, Gemma).
 
     What is saved, following the transformers 5 / peft 0.21 code paths:
@@ -106,12 +107,15 @@ def _decoder_layer_bytes(text: dict, *, act: int, norm: int, lora_in: int, mask:
       the weight); a LoRA-wrapped one saves its dropout mask (1 byte on CUDA, a float on CPU) and the
       dropout output that ``lora_A`` reads, cast to the adapter's fp32 (``lora_in`` bytes x in_features);
     * SDPA (flash / memory-efficient kernels) saves q, k, v and the output (the softmax is recomputed);
+      with an attention mask (a batch padded to its longest sample) transformers repeats k and v to every
+      query head before SDPA (its GQA kernel needs no mask), so they are saved at the query width
+      (``repeated_kv``);
     * the gated MLP saves the gate projection (for SiLU/GELU), the activation and the up projection.
     """
     h, i = text["hidden_size"], text["intermediate_size"]
     q_dim = text["num_attention_heads"] * text["head_dim"]
     kv_dim = text["num_key_value_heads"] * text["head_dim"]
-    total = 2 * norm * h + act * (2 * q_dim + 2 * kv_dim) + mlp_saved * act * i
+    total = 2 * norm * h + act * (2 * q_dim + 2 * (q_dim if repeated_kv else kv_dim)) + mlp_saved * act * i
     total += sum((mask + lora_in) * shapes[name][0] for name in targets if name in shapes)
     if full_finetune:  # trainable linears and norm weights also save their inputs
         total += 4 * act * h + act * i
@@ -226,7 +230,7 @@ def _fast_path_switches(config: RunConfig, spec: dict, vision_frozen: bool, gpu:
 def estimate_training_memory(config: RunConfig, image_size: tuple[int, int] | None = None, *,
                              text_tokens: int | None = None, answer_tokens: int | None = None,
                              keep_logits: bool = False, frozen_vision_graph: bool | None = None,
-                             spec: dict | None = None) -> dict:
+                             padded: bool = True, spec: dict | None = None) -> dict:
     """Estimate the peak device memory of one training step with these settings.
 
     Args:
@@ -242,6 +246,9 @@ def estimate_training_memory(config: RunConfig, image_size: tuple[int, int] | No
             follows the workbook: with gradient checkpointing ``train.py`` calls
             ``enable_input_require_grads()``, which in transformers 5 also hooks the vision patch
             embedding, so the frozen tower keeps its checkpoints (block inputs) for a backward pass.
+        padded: batches of two or more are padded to their longest sample (instructions differ in
+            length), so SDPA gets an attention mask and the decoder's k/v are repeated to every query
+            head (grouped-query models save them that wide). False: every sample has the same length.
         spec: an architecture spec to use instead of looking up ``config.model.name``.
 
     Returns:
@@ -256,6 +263,11 @@ def estimate_training_memory(config: RunConfig, image_size: tuple[int, int] | No
     from .model_configs import architecture_spec, image_token_count
 
     spec = spec or architecture_spec(config.model.name)
+    if config.training.gradient_checkpointing and config.training.uncheckpointed_layers == "auto":
+        config = copy.deepcopy(config)
+        config.training.uncheckpointed_layers, _ = auto_uncheckpointed_layers(
+            config, image_size, text_tokens=text_tokens, answer_tokens=answer_tokens, keep_logits=keep_logits,
+            frozen_vision_graph=frozen_vision_graph, padded=padded, spec=spec)
     m, t = config.model, config.training
     width, height = image_size or (config.data.image_width, config.data.image_height)
     batch = t.batch_size
@@ -341,7 +353,7 @@ def estimate_training_memory(config: RunConfig, image_size: tuple[int, int] | No
         # gate and up, recomputes the activation).
         layer = _decoder_layer_bytes(text, act=act, norm=act if fused_loss else norm, lora_in=lora_in, mask=mask,
                                      targets=targets, shapes=shapes, full_finetune=not m.use_lora,
-                                     mlp_saved=2 if fused_loss else 3)
+                                     mlp_saved=2 if fused_loss else 3, repeated_kv=padded and batch > 1)
         layers_total = text["num_hidden_layers"]
         kept = _uncheckpointed(t, layers_total)
         # Checkpointed layers keep their input; the last `kept` layers keep everything (uncheckpointed_layers).
@@ -410,6 +422,7 @@ def estimate_training_memory(config: RunConfig, image_size: tuple[int, int] | No
             "text_tokens": text_tokens,
             "decoder_tokens": dec or None,
             "keep_logits": keep_logits and not fused_loss,
+            "padded": padded,
             "cache_vision_features": cache_features,
             "fused_cross_entropy": fused_loss,
             "peak_phase": peak_phase,
@@ -421,8 +434,33 @@ def estimate_training_memory(config: RunConfig, image_size: tuple[int, int] | No
         "inputs": {"config": copy.deepcopy(config), "image_size": (width, height),
                    "options": {"text_tokens": text_tokens, "answer_tokens": answer_tokens,
                                "keep_logits": keep_logits, "frozen_vision_graph": frozen_vision_graph,
+                               "padded": padded,
                                "spec": spec}},
     }
+
+
+def auto_uncheckpointed_layers(config: RunConfig, image_size: tuple[int, int] | None = None,
+                               **options) -> tuple[int, str]:
+    """What ``training.uncheckpointed_layers: auto`` resolves to, and one line saying why.
+
+    As many layers as :func:`plan_uncheckpointed_layers` fits in ``training.memory_budget_gib`` (the
+    estimate's total, overhead included), or without a budget in the GPU's memory when training on one;
+    on the CPU without a budget, none.
+    """
+    budget, where = config.training.memory_budget_gib, "training.memory_budget_gib"
+    if budget is None and _is_gpu(config):
+        budget, name = _detect_device_gib()
+        where = f"the memory of {name}"
+    if budget is None:
+        return 0, ("training.uncheckpointed_layers=auto: no GPU and no training.memory_budget_gib, "
+                   "so every layer stays checkpointed")
+    plan = plan_uncheckpointed_layers(config, budget, image_size, measure="total_gib", **options)
+    if not plan["fits"]:
+        return 0, (f"training.uncheckpointed_layers=auto: even with every layer checkpointed the estimate "
+                   f"(~{plan['estimates'][0]:.1f} GiB) exceeds {where} ({budget:.1f} GiB); none left out")
+    count = plan["uncheckpointed_layers"]
+    return count, (f"training.uncheckpointed_layers=auto: {count} of {plan['layers']} layers fit {where} "
+                   f"({budget:.1f} GiB; estimate ~{plan['estimate_gib']:.1f} GiB)")
 
 
 def _uncheckpointed(training, layers: int) -> int:
@@ -634,7 +672,8 @@ def _room_note(estimate: dict, gpu_gib: float) -> str:
     options = {k: v for k, v in estimate["inputs"]["options"].items()}
     plan = plan_uncheckpointed_layers(config, gpu_gib, estimate["inputs"]["image_size"], measure="total_gib",
                                       **options)
-    if plan["uncheckpointed_layers"] <= config.training.uncheckpointed_layers:
+    current = estimate["assumptions"]["checkpointed_layers"]
+    if plan["uncheckpointed_layers"] <= current[1] - current[0]:
         return ""
     return (f"; room for training.uncheckpointed_layers={plan['uncheckpointed_layers']} of {plan['layers']} "
             f"(less recomputation, ~{plan['estimate_gib']:.1f} GiB)")

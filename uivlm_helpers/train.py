@@ -237,9 +237,13 @@ def build_trainer(config: RunConfig, wrapper: VLMWrapper, train_records, run_dir
     callbacks = [history, CheckpointSealer(),
                  TensorBoardCallback(SummaryWriter(str(run_dir / "logs" / "tensorboard")))]
     if config.training.gradient_checkpointing and config.training.uncheckpointed_layers:
-        from .checkpointing import PartialCheckpointing
+        from .checkpointing import PartialCheckpointing, resolve_uncheckpointed_layers
 
-        callbacks.append(PartialCheckpointing(wrapper, config.training.uncheckpointed_layers))
+        count, reason = resolve_uncheckpointed_layers(config, wrapper)
+        if count:
+            callbacks.append(PartialCheckpointing(wrapper, count, reason))
+        else:
+            print(reason)
     from .features import prepare_fast_path
 
     # training.cache_vision_features / fused_cross_entropy: cached tower features, liger's fused loss.

@@ -49,6 +49,7 @@ PARAMETER_KEYS = {
     "CHECKPOINT_INTERVAL": "training.checkpoint_interval",
     "GRADIENT_CHECKPOINTING": "training.gradient_checkpointing",
     "UNCHECKPOINTED_LAYERS": "training.uncheckpointed_layers",
+    "MEMORY_BUDGET_GIB": "training.memory_budget_gib",
     "MIXED_PRECISION": "training.mixed_precision",
     "WARMUP_STEPS": "training.warmup_steps",
     "SEED": "training.seed",
