@@ -82,6 +82,18 @@ def test_bad_values_name_the_key(data, message):
         load_config(data)
 
 
+def test_set_many_validates_dependent_settings_together_and_changes_nothing_on_error():
+    config = load_config({"training": {"gradient_checkpointing": True, "uncheckpointed_layers": 4}})
+    with pytest.raises(ConfigError, match="training.uncheckpointed_layers=4 only applies with"):
+        config.set("training.gradient_checkpointing", False)
+    assert config.training.gradient_checkpointing is True              # unchanged by the failed set
+    config.set_many({"training.gradient_checkpointing": False, "training.uncheckpointed_layers": 0})
+    assert (config.training.gradient_checkpointing, config.training.uncheckpointed_layers) == (False, 0)
+    config.set_many({"training.gradient_checkpointing": True, "training.uncheckpointed_layers": "AUTO",
+                     "training.memory_budget_gib": "40"})
+    assert (config.training.uncheckpointed_layers, config.training.memory_budget_gib) == ("auto", 40.0)
+
+
 def test_set_rejects_unknown_dotted_key():
     config = RunConfig()
     with pytest.raises(ConfigError, match="unknown configuration key 'training.max_step'"):

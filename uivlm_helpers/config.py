@@ -8,6 +8,7 @@ later notebooks start from exactly what was chosen there.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -154,14 +155,24 @@ class RunConfig:
 
     def set(self, dotted_key: str, value: Any) -> None:
         """Set one value by dotted key (``"training.max_steps"``), validated like a YAML value."""
-        *parents, leaf = dotted_key.split(".")
-        node = self
-        for i, part in enumerate(parents):
-            node = getattr(node, part) if _has_field(node, part) else _unknown(node, ".".join(parents[:i + 1]))
-        if not _has_field(node, leaf):
-            _unknown(node, dotted_key)
-        setattr(node, leaf, _coerce(get_type_hints(type(node))[leaf], value, dotted_key))
-        validate(self)
+        self.set_many({dotted_key: value})
+
+    def set_many(self, values: dict[str, Any]) -> None:
+        """Set several values by dotted key, then validate them together (settings that depend on each
+        other, such as ``training.gradient_checkpointing`` and ``training.uncheckpointed_layers``, can
+        change in one call). Nothing changes when any value is invalid."""
+        candidate = copy.deepcopy(self)
+        for dotted_key, value in values.items():
+            *parents, leaf = dotted_key.split(".")
+            node = candidate
+            for i, part in enumerate(parents):
+                node = getattr(node, part) if _has_field(node, part) else _unknown(node, ".".join(parents[:i + 1]))
+            if not _has_field(node, leaf):
+                _unknown(node, dotted_key)
+            setattr(node, leaf, _coerce(get_type_hints(type(node))[leaf], value, dotted_key))
+        validate(candidate)
+        for f in fields(self):
+            setattr(self, f.name, getattr(candidate, f.name))
 
 
 def _has_field(obj, name) -> bool:

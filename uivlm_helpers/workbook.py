@@ -133,9 +133,8 @@ def start_notebook(notebook: str, namespace: dict) -> tuple[RunConfig, RunPaths]
     else:
         raise ConfigError(f"{notebook}: no run configuration at {paths.config}; run 01_setup with "
                           f"RUN_DIR={values['RUN_DIR']!r} first")
-    for name, value in values.items():
-        if name in PARAMETER_KEYS and value is not None:
-            config.set(PARAMETER_KEYS[name], value)
+    config.set_many({PARAMETER_KEYS[name]: value for name, value in values.items()
+                     if name in PARAMETER_KEYS and value is not None})
     for folder in ("results", "figures"):
         getattr(paths, folder).mkdir(parents=True, exist_ok=True)
     config.save(paths.config)
