@@ -130,14 +130,11 @@ PARTIAL_BASE = {"cache_partial": "cache_ckpt", "fused_partial": "fused_ckpt"}
 
 def plan_partial(config, by_run: dict, base_run: str, batch: int, offset: int = 0) -> dict:
     """N for a partial run from the measured peaks of the plain recipe and of ``base_run``."""
-    import copy
-
     from uivlm_helpers import memory
 
     plain, base = by_run.get("plain_ckpt"), by_run.get(base_run)
     if not (plain and base and plain.get("peak_gib") and base.get("peak_gib")):
         raise RuntimeError(f"planning needs measured peaks of plain_ckpt and {base_run} first")
-    config = copy.deepcopy(config)
     image_tokens = memory.estimate_training_memory(config)["image_tokens"]
     text_tokens = round(base["tokens_per_batch"] / batch) - image_tokens
     plan = memory.plan_uncheckpointed_layers(config, plain["peak_gib"], text_tokens=text_tokens,

@@ -37,8 +37,8 @@ def checkpointed_layer_count(wrapper) -> tuple[int, int]:
     return sum(bool(getattr(module, "gradient_checkpointing", False)) for _, module in layers), len(layers)
 
 
-def leave_last_layers_unchecked(wrapper, count: int) -> list[str]:
-    """Turn checkpointing off on the last ``count`` language-model layers; returns their names.
+def last_layers(wrapper, count: int) -> list[tuple[str, object]]:
+    """The last ``count`` language-model layers (``(name, module)``, in forward order).
 
     Raises:
         ValueError: ``count`` is more than the language model has layers.
@@ -47,10 +47,7 @@ def leave_last_layers_unchecked(wrapper, count: int) -> list[str]:
     if count > len(layers):
         raise ValueError(f"training.uncheckpointed_layers={count}: the language model of "
                          f"{wrapper.model_name} has {len(layers)} layers")
-    chosen = layers[len(layers) - count:] if count else []
-    for _, module in chosen:
-        module.gradient_checkpointing = False
-    return [name for name, _ in chosen]
+    return layers[len(layers) - count:] if count else []
 
 
 def resolve_uncheckpointed_layers(config, wrapper) -> tuple[int, str]:
@@ -73,15 +70,13 @@ class PartialCheckpointing(TrainerCallback):
     """
 
     def __init__(self, wrapper, count: int, reason: str = ""):
-        total = len(language_model_layers(wrapper))
-        if count > total:  # said before the feature cache is built, not when training starts
-            raise ValueError(f"training.uncheckpointed_layers={count}: the language model of "
-                             f"{wrapper.model_name} has {total} layers")
-        self.wrapper, self.count, self.reason = wrapper, count, reason
-        self.layers: list[str] = []
+        # Chosen (and a count beyond the model refused) here, before the feature cache is built.
+        self.wrapper, self.reason = wrapper, reason
+        self.layers = last_layers(wrapper, count)
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.layers = leave_last_layers_unchecked(self.wrapper, self.count)
+        for _, module in self.layers:
+            module.gradient_checkpointing = False
         checkpointed, total = checkpointed_layer_count(self.wrapper)
         print(f"gradient checkpointing on {checkpointed} of {total} language-model layers "
-              f"(the last {self.count} keep their activations; {self.reason})")
+              f"(the last {len(self.layers)} keep their activations; {self.reason})")

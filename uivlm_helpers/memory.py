@@ -669,9 +669,8 @@ def _room_note(estimate: dict, gpu_gib: float) -> str:
     config = estimate["inputs"]["config"]
     if not config.training.gradient_checkpointing:
         return ""
-    options = {k: v for k, v in estimate["inputs"]["options"].items()}
     plan = plan_uncheckpointed_layers(config, gpu_gib, estimate["inputs"]["image_size"], measure="total_gib",
-                                      **options)
+                                      **estimate["inputs"]["options"])
     current = estimate["assumptions"]["checkpointed_layers"]
     if plan["uncheckpointed_layers"] <= current[1] - current[0]:
         return ""

@@ -470,7 +470,8 @@ def make_task_splits(out_dir: str | Path, seed: int = 0, n_train: int = 500, n_e
                      places: Sequence[str] | None = None, min_candidates: int = 1) -> dict[str, Path]:
     """A train and a test split of task screens in ``out_dir`` (the workbook's data step).
 
-    The defaults are the default fine-tune task: colour instructions on screens of 4-6 widgets.
+    The defaults: colour instructions on screens of 4-6 widgets. The workbook's default fine-tune task
+    (place words on 3-5 large buttons) passes its own arguments (``run_data.task_spec``).
     """
     return {split: generate_task_records(n, seed, out_dir, split, families, weights, image_size, n_widgets,
                                          colours=colours, boxes=boxes, places=places,
