@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import warnings
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from PIL import Image
 
 from uivlm_helpers.data import (
     ACTION_FIELDS,
+    MAX_IMAGE_PIXELS,
     RecordError,
     SkippedRecordsWarning,
     UIRecord,
@@ -52,8 +54,14 @@ def _good(i: int = 1, **changes) -> dict:
 
 
 def _write_lines(path: Path, lines: list) -> Path:
-    text = "".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines)
-    path.write_text(text, encoding="utf-8")
+    """One line per item: bytes as they are (to write text that is not UTF-8), str as UTF-8, else JSON."""
+
+    def encode(line) -> bytes:
+        if isinstance(line, bytes):
+            return line
+        return (line if isinstance(line, str) else json.dumps(line)).encode("utf-8")
+
+    path.write_bytes(b"".join(encode(line) + b"\n" for line in lines))
     return path
 
 
@@ -161,6 +169,8 @@ BAD_CASES = [
     ("corrupt image", lambda d: _good(2, image="images/corrupt.png"), "image", "cannot open"),
     ("truncated image", lambda d: _good(2, image="images/truncated.png"), "image", "cannot open"),
     ("absolute image path", lambda d: _good(2, image=str(d / "images" / "a.png")), "image", "relative"),
+    ("image path leaving the folder", lambda d: _good(2, image="../a.png"), "image", "inside the .jsonl folder"),
+    ("image_size over the pixel limit", lambda d: _good(2, image_size=[12000, 12000]), "image_size", "50,000,000"),
     ("image_size mismatch", lambda d: _good(2, image_size=[300, 224]), "image_size", "real size"),
     ("bbox outside image", lambda d: _good(2, bbox=[200, 200, 300, 300]), "bbox", "outside the image"),
     ("bbox negative", lambda d: _good(2, bbox=[-5, 0, 10, 10]), "bbox", "outside the image"),
@@ -189,6 +199,7 @@ BAD_CASES = [
     ("distractor outside image", lambda d: _good(2, distractors=[[200, 0, 230, 10]]), "distractors[0]", "outside the image"),
     ("not an object", lambda d: [1, 2, 3], None, "JSON object"),
     ("malformed JSON line", lambda d: '{"id": "rec-2", "image": ', None, "malformed JSON"),
+    ("not UTF-8", lambda d: b'{"id": "rec-2", "instruction": "caf\xe9"}', None, "UTF-8"),
 ]
 
 
@@ -316,3 +327,150 @@ def test_split_records_rejects_bad_fractions():
         split_records(_records(3), {"train": 0.5, "dev": 0.5})
     with pytest.raises(ValueError, match="unknown split"):
         select_split([], "dev")
+
+
+# -- image paths stay inside the dataset folder -------------------------------------------
+
+
+@pytest.fixture
+def escape_folder(tmp_path: Path) -> tuple[Path, Path]:
+    """A dataset folder ``ds`` and a screenshot ``secret.png`` beside it, reached from ``ds`` through
+    ``../secret.png`` and through the link ``ds/images/link.png``."""
+    ds = tmp_path / "ds"
+    _png(ds / "images" / "a.png")
+    secret = _png(tmp_path / "secret.png", colour=(1, 2, 3))
+    (ds / "images" / "link.png").symlink_to(secret)
+    (ds / "images" / "inner.png").symlink_to(ds / "images" / "a.png")  # a link that stays inside is fine
+    return ds, secret
+
+
+def test_image_paths_leaving_the_folder_are_refused(escape_folder):
+    ds, secret = escape_folder
+    lines = [_good(1), _good(2, image="../secret.png"), _good(3, image="images/link.png"),
+             _good(4, image="images/../images/inner.png")]
+    path = _write_lines(ds / "d.jsonl", lines)
+    with pytest.raises(RecordError) as info:
+        read_records(path)
+    assert info.value.where == f"{path} record 2" and info.value.field == "image"
+    assert "'../secret.png'" in str(info.value) and str(secret) in str(info.value) and "'..'" in str(info.value)
+
+    for check_images in (True, False):  # the path is checked even when the files are not
+        with pytest.warns(SkippedRecordsWarning):
+            records = read_records(path, strict=False, check_images=check_images)
+        assert [r.id for r in records] == ["rec-1", "rec-4"]
+        two, three = records.report.skipped
+        assert f"{path} record 2: field 'image'" in two
+        assert f"{path} record 3: field 'image'" in three and "symbolic link" in three and str(secret) in three
+
+
+def test_validate_record_without_a_folder_refuses_dot_dot():
+    with pytest.raises(RecordError, match=r"^t: field 'image': expected a path inside the \.jsonl folder"):
+        validate_record(_good(image="images/../../x.png"), "t")
+    assert validate_record(_good(image="images/../images/a.png"), "t").image == "images/../images/a.png"
+
+
+def test_write_records_does_not_copy_files_from_outside_the_folder(escape_folder, tmp_path: Path):
+    ds, secret = escape_folder
+    out = tmp_path / "out"
+    for record in (
+        # read from ds (base_dir set), or built in code for the destination folder (no base_dir)
+        UIRecord(id="up", image="../secret.png", image_size=[224, 224], instruction="i", action={"type": "done"},
+                 base_dir=ds),
+        UIRecord(id="link", image="images/link.png", image_size=[224, 224], instruction="i",
+                 action={"type": "done"}, base_dir=ds),
+    ):
+        with pytest.raises(RecordError, match=rf"out\.jsonl record 1: field 'image': expected a path inside"):
+            write_records([record], out / "out.jsonl")
+        assert not (out / "out.jsonl").exists() and not (out / "images").exists()
+    (out / "images").mkdir(parents=True)
+    (out / "images" / "link.png").symlink_to(secret)
+    no_base = UIRecord(id="x", image="images/link.png", image_size=[224, 224], instruction="i",
+                       action={"type": "done"})
+    with pytest.raises(RecordError, match="symbolic link"):
+        write_records([no_base], out / "out.jsonl")
+    # An absolute path names the file explicitly and is copied in, as documented.
+    explicit = dataclasses.replace(no_base, image=str(secret))
+    (written,) = read_records(write_records([explicit], out / "out.jsonl"))
+    assert written.image == "images/x.png" and written.load_image().getpixel((100, 40)) == (1, 2, 3)
+
+
+# -- text that is not UTF-8 ---------------------------------------------------------------
+
+
+def test_non_utf8_byte_names_file_and_line(folder: Path):
+    latin1 = json.dumps(_good(2, instruction="Click Café"), ensure_ascii=False).encode("latin-1")
+    path = _write_lines(folder / "d.jsonl", [_good(1), latin1, _good(3, instruction="Clique « Enregistrer »")])
+    with pytest.raises(RecordError) as info:
+        read_records(path)
+    assert info.value.where == f"{path} record 2" and info.value.field is None
+    assert "expected UTF-8 text, got byte 0xe9 at column" in str(info.value)
+
+    with pytest.warns(SkippedRecordsWarning, match="skipped 1 bad record"):
+        records = read_records(path, strict=False)
+    assert [r.id for r in records] == ["rec-1", "rec-3"] and records[1].instruction == "Clique « Enregistrer »"
+    assert records.report.n_skipped == 1 and f"{path} record 2" in records.report.skipped[0]
+
+
+def test_utf8_byte_order_mark_and_line_separator_characters_are_text(folder: Path):
+    # U+2028 is legal unescaped inside a JSON string and must not end the record.
+    obj = _good(1, instruction="Click\u2028Save")
+    path = folder / "d.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(obj, ensure_ascii=False).encode() + b"\r\n")
+    (record,) = read_records(path)
+    assert record.instruction == "Click\u2028Save"
+
+
+# -- pixel limit -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def huge_png(tmp_path_factory) -> Path:
+    """A real 12000x12000 PNG (144 MP, 1-bit): about 20 kB on disk, 432 MB once decoded as RGB."""
+    path = tmp_path_factory.mktemp("huge") / "huge.png"
+    Image.new("1", (12000, 12000)).save(path)
+    return path
+
+
+def test_oversize_screenshot_is_refused_before_decoding(folder: Path, huge_png: Path):
+    assert MAX_IMAGE_PIXELS == 50_000_000
+    shutil.copyfile(huge_png, folder / "images" / "huge.png")
+    declared_small = _good(2, image="images/huge.png")  # the header, not the declared size, decides
+    path = _write_lines(folder / "d.jsonl", [_good(1), declared_small])
+    with pytest.raises(RecordError) as info:
+        read_records(path)
+    message = str(info.value)
+    assert info.value.where == f"{path} record 2" and info.value.field == "image"
+    for words in ("huge.png", "12000x12000", "144,000,000 pixels", "50,000,000", "max_pixels"):
+        assert words in message, message
+
+    honest = _good(2, image="images/huge.png", image_size=[12000, 12000])
+    path = _write_lines(folder / "d.jsonl", [_good(1), honest])
+    with pytest.raises(RecordError, match=r"record 2: field 'image_size': expected at most 50,000,000 pixels"):
+        read_records(path, check_images=False)
+    # The limit is per call: a caller who means it can raise it.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and Pillow's own 89 MP warning stays quiet
+        records = read_records(path, max_pixels=150_000_000)
+    assert records[1].image_size == [12000, 12000]
+    with pytest.raises(RecordError, match="expected at most 50,000 pixels"):
+        read_records(path, max_pixels=50_000, check_images=False)
+
+
+def test_pillow_decompression_bomb_comes_out_as_a_record_error(folder: Path, monkeypatch):
+    # Pillow refuses to open images above twice its own MAX_IMAGE_PIXELS; lowering that makes the
+    # 224x224 screenshot one, without writing a 179 MP file.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)
+    path = _write_lines(folder / "d.jsonl", [_good(1)])
+    with pytest.raises(RecordError) as info:
+        read_records(path)
+    assert info.value.where == f"{path} record 1" and info.value.field == "image"
+    assert "larger than Pillow accepts" in str(info.value) and "50,000,000" in str(info.value)
+
+
+def test_write_records_applies_the_pixel_limit(tmp_path: Path):
+    record = UIRecord(id="big", image=Image.new("1", (300, 300)), image_size=[300, 300], instruction="i",
+                      action={"type": "done"})
+    with pytest.raises(RecordError, match=r"d\.jsonl record 1: field 'image_size': expected at most 80,000"):
+        write_records([record], tmp_path / "d.jsonl", max_pixels=80_000)
+    assert not (tmp_path / "d.jsonl").exists()
+    assert len(read_records(write_records([record], tmp_path / "d.jsonl"))) == 1

@@ -26,7 +26,14 @@ Validation is strict on purpose: a bad record found while reading raises
 :class:`RecordError` naming the file, the record number (= 1-based line
 number, so an editor can jump to it), the field and what was expected. With
 ``strict=False`` bad records are skipped, but always with a warning and a
-:class:`ReadReport` - never silently.
+:class:`ReadReport` - never silently. A line that is not UTF-8 or not JSON is
+such a bad record too.
+
+Image paths must stay inside the dataset folder: a path that leaves it through
+``..`` or through a symbolic link pointing elsewhere is refused
+(:func:`resolve_inside`), so reading or copying a dataset never reads files
+from outside it. Screenshots larger than :data:`MAX_IMAGE_PIXELS` are refused
+before they are decoded (``max_pixels=`` changes the limit per call).
 
 Action dicts are checked against :data:`ACTION_FIELDS`, a small local table,
 so this module does not depend on :mod:`uivlm_helpers.actions`.
@@ -43,7 +50,7 @@ import random
 import re
 import shutil
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +59,7 @@ from PIL import Image
 
 __all__ = [
     "ACTION_FIELDS",
+    "MAX_IMAGE_PIXELS",
     "PLATFORMS",
     "SPLITS",
     "ReadReport",
@@ -59,9 +67,12 @@ __all__ = [
     "RecordList",
     "SkippedRecordsWarning",
     "UIRecord",
+    "image_file_size",
+    "iter_jsonl",
     "load_dataset",
     "read_records",
     "record_from_row",
+    "resolve_inside",
     "select_split",
     "split_records",
     "validate_action",
@@ -72,6 +83,12 @@ __all__ = [
 SPLITS = ("train", "validation", "test")
 PLATFORMS = ("web", "mobile", "desktop")
 SCROLL_DIRECTIONS = ("up", "down", "left", "right")
+
+#: Largest screenshot (width x height) that validation accepts, unless a call passes ``max_pixels``.
+#: An 8K screen (7680x4320) is 33.2 MP and two 5K screens side by side (10240x2880) 29.5 MP, so
+#: 50 MP takes every real screen with room for tall full-page captures (1280 x 39,000), while one
+#: decoded RGB image stays under 150 MB. Pillow's own guard only stops images above 179 MP.
+MAX_IMAGE_PIXELS = 50_000_000
 
 # Required fields per action type, and the kind of value each holds.
 # "point" fields are x/y coordinates that must also lie inside the screenshot.
@@ -294,22 +311,100 @@ def validate_action(
     return dict(action)
 
 
-def _image_file_size(path: Path, where: str) -> tuple[int, int]:
-    """Return the real (width, height) of an image file, or raise RecordError."""
+def resolve_inside(
+    folder: str | Path, name: str | Path, where: str, field_name: str = "image", folder_kind: str = "the .jsonl folder"
+) -> Path:
+    """Resolve the relative path ``name`` against ``folder``, refusing any that ends up outside it.
+
+    Symbolic links are followed, so both ``../elsewhere.png`` and a link inside the folder that
+    points out of it are refused: a dataset never reads (or copies in) files from outside its
+    folder. Links and ``..`` that stay inside are fine.
+
+    Args:
+        folder: The folder the path is relative to.
+        name: The path as the record holds it.
+        where: Record location for messages (file and record number).
+        field_name: The field holding the path.
+        folder_kind: How messages call ``folder`` ("the .jsonl folder", "the image root").
+
+    Returns:
+        The resolved, absolute path (the file itself need not exist).
+
+    Raises:
+        RecordError: If ``name`` is absolute or resolves outside ``folder``.
+    """
+    folder = Path(folder).resolve()
+    if Path(name).is_absolute():
+        raise RecordError(where, field_name, f"expected a path relative to {folder_kind}, got absolute path {str(name)!r}")
+    try:
+        path = (folder / name).resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop (RuntimeError before Python 3.13)
+        raise RecordError(where, field_name, f"cannot resolve {str(name)!r} under {folder}: {exc}") from exc
+    if not path.is_relative_to(folder):
+        how = "through '..'" if ".." in Path(name).parts else "through a symbolic link"
+        raise RecordError(
+            where,
+            field_name,
+            f"expected a path inside {folder_kind} {folder}, but {str(name)!r} leads {how} to {path}; "
+            "copy the file into the folder instead",
+        )
+    return path
+
+
+def _too_many_pixels(width: int, height: int, limit: int) -> str | None:
+    """The reason a ``width`` x ``height`` image is refused, or None when it is within ``limit``."""
+    if width * height <= limit:
+        return None
+    return (
+        f"expected at most {limit:,} pixels (max_pixels; default data.MAX_IMAGE_PIXELS), "
+        f"got a {width}x{height} image = {width * height:,} pixels; downscale it or pass a larger max_pixels"
+    )
+
+
+def image_file_size(
+    path: str | Path, where: str, *, field_name: str = "image", max_pixels: int | None = None, verify: bool = True
+) -> tuple[int, int]:
+    """Return the real ``(width, height)`` of an image file, reading its header only.
+
+    Args:
+        path: The image file.
+        where: Record location for messages (file and record number).
+        field_name: The field naming the file.
+        max_pixels: Refuse images with more pixels (default :data:`MAX_IMAGE_PIXELS`), before
+            anything is decoded.
+        verify: Also walk the whole file (chunk CRCs for PNG), catching truncated or corrupt
+            files that reading the header alone would accept.
+
+    Raises:
+        RecordError: If the file is missing, not an image PIL can read, or too large.
+    """
+    path = Path(path)
+    limit = MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
     if not path.is_file():
         raise RecordError(
             where,
-            "image",
+            field_name,
             f"expected an existing image file (paths are relative to the .jsonl folder), but {path} does not exist",
         )
     try:
-        with Image.open(path) as img:
-            size = img.size
-            # verify() walks the whole file (chunk CRCs for PNG), catching
-            # truncated/corrupt files that open() alone would accept.
-            img.verify()
+        with warnings.catch_warnings():
+            # Pillow warns above 89 MP; the limit below decides instead, with a message naming the record.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                size = img.size
+                reason = _too_many_pixels(*size, limit)
+                if reason is None and verify:
+                    img.verify()
+    except Image.DecompressionBombError as exc:
+        # Pillow refuses to even open images above twice its MAX_IMAGE_PIXELS (179 MP by default).
+        raise RecordError(
+            where, field_name, f"expected at most {limit:,} pixels (max_pixels), but {path} is larger than Pillow "
+            f"accepts: {exc}"
+        ) from exc
     except Exception as exc:  # PIL raises many types for bad files
-        raise RecordError(where, "image", f"expected a readable image, but PIL cannot open {path}: {exc}") from exc
+        raise RecordError(where, field_name, f"expected a readable image, but PIL cannot open {path}: {exc}") from exc
+    if reason is not None:
+        raise RecordError(where, field_name, f"{path.name}: {reason}")
     return size
 
 
@@ -319,8 +414,8 @@ def _check_image_size(path: Path, real: tuple[int, int], declared: Sequence[int]
         raise RecordError(where, "image_size", reason)
 
 
-def _check_image_file(path: Path, image_size: Sequence[int], where: str) -> None:
-    _check_image_size(path, _image_file_size(path, where), image_size, where)
+def _check_image_file(path: Path, image_size: Sequence[int], where: str, max_pixels: int | None) -> None:
+    _check_image_size(path, image_file_size(path, where, max_pixels=max_pixels), image_size, where)
 
 
 def _validate_box(box: Any, where: str, field_name: str, width: int, height: int, nullable: bool = False) -> list:
@@ -344,7 +439,12 @@ def _validate_box(box: Any, where: str, field_name: str, width: int, height: int
 
 
 def validate_record(
-    obj: Any, where: str, *, base_dir: str | Path | None = None, check_image: bool = False
+    obj: Any,
+    where: str,
+    *,
+    base_dir: str | Path | None = None,
+    check_image: bool = False,
+    max_pixels: int | None = None,
 ) -> UIRecord:
     """Validate one decoded JSON object and turn it into a :class:`UIRecord`.
 
@@ -353,9 +453,12 @@ def validate_record(
         where: Human-readable location for messages, e.g.
             ``"data/train.jsonl record 7"``.
         base_dir: Folder that the ``image`` path is relative to (the
-            ``.jsonl`` file's folder). Stored on the returned record.
+            ``.jsonl`` file's folder). Stored on the returned record. When
+            given, the path must resolve inside it (see :func:`resolve_inside`).
         check_image: Also check that the image file exists, can be decoded
             and has the declared ``image_size`` (needs ``base_dir``).
+        max_pixels: Largest accepted ``image_size`` (width x height), and with
+            ``check_image`` the largest real image; default :data:`MAX_IMAGE_PIXELS`.
 
     Returns:
         The validated record (optional keys filled with their defaults).
@@ -380,6 +483,11 @@ def validate_record(
         raise RecordError(where, "image", f"expected a non-empty path string, got {image!r}")
     if Path(image).is_absolute():
         raise RecordError(where, "image", f"expected a path relative to the .jsonl folder, got absolute path {image!r}")
+    if base_dir is not None:
+        resolve_inside(base_dir, image, where)
+    elif os.path.normpath(image).split(os.sep)[0] == "..":
+        # Without the folder at hand only '..' can be checked; links are checked once base_dir is known.
+        raise RecordError(where, "image", f"expected a path inside the .jsonl folder, got {image!r}, which leaves it")
 
     size = values["image_size"]
     if not (
@@ -390,6 +498,9 @@ def validate_record(
     ):
         raise RecordError(where, "image_size", f"expected [width, height] as two positive integers, got {size!r}")
     width, height = size
+    too_large = _too_many_pixels(width, height, MAX_IMAGE_PIXELS if max_pixels is None else max_pixels)
+    if too_large:
+        raise RecordError(where, "image_size", too_large)
 
     if not _nonempty_str(values["instruction"]):
         raise RecordError(where, "instruction", f"expected a non-empty string, got {values['instruction']!r}")
@@ -441,7 +552,7 @@ def validate_record(
     if check_image:
         if base_dir is None:
             raise ValueError("check_image=True needs base_dir (the .jsonl file's folder)")
-        _check_image_file(record.image_path, size, where)
+        _check_image_file(record.image_path, size, where, max_pixels)
     return record
 
 
@@ -478,13 +589,45 @@ class ReadReport:
         return "\n".join(lines)
 
 
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """Yield ``(line number, decoded JSON value)`` for every non-blank line of a JSONL file.
+
+    A line that is not UTF-8 text or not JSON yields a :class:`RecordError` (naming the file and
+    line) in place of its value, so that a caller can skip it (``strict=False``) and still read
+    the lines after it. Lines are split on ``\\n`` only, as JSONL defines them, and decoded one by
+    one, so a bad byte is reported on its own line; a UTF-8 byte-order mark on line 1 is dropped.
+
+    Raises:
+        FileNotFoundError: If ``path`` does not exist.
+    """
+    path = Path(path)
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            where = f"{path} record {number}"
+            try:
+                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                column = len(raw[: exc.start].decode("utf-8", errors="replace")) + 1
+                reason = f"expected UTF-8 text, got byte 0x{raw[exc.start]:02x} at column {column} ({exc.reason})"
+                yield number, RecordError(where, None, reason)
+                continue
+            if not text.strip():
+                continue  # blank lines (e.g. a trailing newline) are not records
+            try:
+                yield number, json.loads(text)
+            except json.JSONDecodeError as exc:
+                yield number, RecordError(where, None, f"malformed JSON line ({exc.msg} at column {exc.colno})")
+
+
 class RecordList(list):
     """A plain list of :class:`UIRecord` with the :class:`ReadReport` attached as ``.report``."""
 
     report: ReadReport
 
 
-def read_records(jsonl_path: str | Path, strict: bool = True, check_images: bool = True) -> RecordList:
+def read_records(
+    jsonl_path: str | Path, strict: bool = True, check_images: bool = True, max_pixels: int | None = None
+) -> RecordList:
     """Read and validate every record of a ``.jsonl`` file.
 
     Args:
@@ -494,6 +637,8 @@ def read_records(jsonl_path: str | Path, strict: bool = True, check_images: bool
             and ``result.report`` holds the count and every reason.
         check_images: Check each image exists, decodes and matches
             ``image_size``. Turn off only for speed on data already checked.
+        max_pixels: Largest screenshot accepted (width x height); default
+            :data:`MAX_IMAGE_PIXELS`.
 
     Returns:
         The records, as a list subclass with a ``report`` attribute.
@@ -509,31 +654,26 @@ def read_records(jsonl_path: str | Path, strict: bool = True, check_images: bool
     seen_ids: dict[str, int] = {}
     image_sizes: dict[Path, tuple[int, int]] = {}  # screenshots are often shared by many records
 
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue  # blank lines (e.g. a trailing newline) are not records
-            where = f"{path} record {number}"
-            try:
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise RecordError(where, None, f"malformed JSON line ({exc.msg} at column {exc.colno})") from exc
-                record = validate_record(obj, where, base_dir=base_dir, check_image=False)
-                if record.id in seen_ids:
-                    reason = f"expected a unique id, but {record.id!r} already appears in record {seen_ids[record.id]}"
-                    raise RecordError(where, "id", reason)
-                if check_images:
-                    if record.image_path not in image_sizes:
-                        image_sizes[record.image_path] = _image_file_size(record.image_path, where)
-                    _check_image_size(record.image_path, image_sizes[record.image_path], record.image_size, where)
-            except RecordError as exc:
-                if strict:
-                    raise
-                report.skipped.append(str(exc))
-                continue
-            seen_ids[record.id] = number
-            records.append(record)
+    for number, obj in iter_jsonl(path):
+        where = f"{path} record {number}"
+        try:
+            if isinstance(obj, RecordError):
+                raise obj
+            record = validate_record(obj, where, base_dir=base_dir, check_image=False, max_pixels=max_pixels)
+            if record.id in seen_ids:
+                reason = f"expected a unique id, but {record.id!r} already appears in record {seen_ids[record.id]}"
+                raise RecordError(where, "id", reason)
+            if check_images:
+                if record.image_path not in image_sizes:
+                    image_sizes[record.image_path] = image_file_size(record.image_path, where, max_pixels=max_pixels)
+                _check_image_size(record.image_path, image_sizes[record.image_path], record.image_size, where)
+        except RecordError as exc:
+            if strict:
+                raise
+            report.skipped.append(str(exc))
+            continue
+        seen_ids[record.id] = number
+        records.append(record)
 
     report.n_ok = len(records)
     records.report = report
@@ -554,11 +694,16 @@ def _place_image(record: UIRecord, root: Path, image_dir: str, where: str) -> st
         record.image.save(target, format="PNG")
         return target.relative_to(root).as_posix()
     source = Path(record.image)
-    if not source.is_absolute():
-        # Relative paths mean "relative to base_dir", or to the jsonl folder
-        # for records built in code without one.
-        source = (Path(record.base_dir) if record.base_dir is not None else root) / source
-    source = source.resolve()
+    if source.is_absolute():
+        # Only records built in code hold absolute paths (validation refuses them in files):
+        # the caller named that file, so it is copied in below.
+        source = source.resolve()
+    elif record.base_dir is not None:
+        # Relative to the dataset the record was read from: it must not leave that folder.
+        source = resolve_inside(record.base_dir, record.image, where, folder_kind="the record's folder (base_dir)")
+    else:
+        # Records built in code without a base_dir are relative to the destination folder.
+        source = resolve_inside(root, record.image, where)
     if not source.is_file():
         raise RecordError(where, "image", f"expected an existing image file, but {source} does not exist")
     if source.is_relative_to(root):
@@ -570,7 +715,9 @@ def _place_image(record: UIRecord, root: Path, image_dir: str, where: str) -> st
     return target.relative_to(root).as_posix()
 
 
-def write_records(records: Iterable[UIRecord], jsonl_path: str | Path, image_dir: str = "images") -> Path:
+def write_records(
+    records: Iterable[UIRecord], jsonl_path: str | Path, image_dir: str = "images", max_pixels: int | None = None
+) -> Path:
     """Validate records and write them as a ``.jsonl`` file.
 
     Image paths are stored relative to the file's folder:
@@ -579,8 +726,10 @@ def write_records(records: Iterable[UIRecord], jsonl_path: str | Path, image_dir
     * a path already inside the folder is kept (made relative); relative
       paths are taken relative to the record's ``base_dir``, or to the
       destination folder when it has none;
-    * a path outside the folder is copied to ``<image_dir>/<id><suffix>`` so
-      the dataset folder stays self-contained.
+    * an absolute path outside the folder is copied to
+      ``<image_dir>/<id><suffix>`` so the dataset folder stays self-contained;
+    * a relative path that leaves its folder (through ``..`` or a symbolic
+      link pointing out) is refused, as when reading.
 
     The file is written to a temporary name and renamed, so a failure never
     leaves a half-written dataset behind.
@@ -589,6 +738,7 @@ def write_records(records: Iterable[UIRecord], jsonl_path: str | Path, image_dir
         records: The records to write.
         jsonl_path: Destination ``.jsonl`` file (folders are created).
         image_dir: Sub-folder for saved/copied images.
+        max_pixels: Largest screenshot accepted; default :data:`MAX_IMAGE_PIXELS`.
 
     Returns:
         The path written.
@@ -608,7 +758,7 @@ def write_records(records: Iterable[UIRecord], jsonl_path: str | Path, image_dir
         seen_ids.add(record.id)
         relative = _place_image(record, root, image_dir, where)
         obj = dataclasses.replace(record, image=relative, base_dir=root).to_json()
-        validate_record(obj, where, base_dir=root, check_image=True)
+        validate_record(obj, where, base_dir=root, check_image=True, max_pixels=max_pixels)
         lines.append(json.dumps(obj, ensure_ascii=False) + "\n")
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("".join(lines), encoding="utf-8")
@@ -668,6 +818,7 @@ def load_dataset(
     check_images: bool = True,
     cache_dir: str | Path | None = None,
     keep_in_memory: bool = False,
+    max_pixels: int | None = None,
 ):
     """Validate a ``.jsonl`` file and load it as a Hugging Face ``datasets.Dataset``.
 
@@ -687,13 +838,14 @@ def load_dataset(
         check_images: Passed to :func:`read_records`.
         cache_dir: Where the Arrow cache lives.
         keep_in_memory: Load into RAM instead of memory-mapping.
+        max_pixels: Passed to :func:`read_records`.
 
     Returns:
         The dataset.
     """
     import datasets
 
-    records = read_records(jsonl_path, strict=strict, check_images=check_images)
+    records = read_records(jsonl_path, strict=strict, check_images=check_images, max_pixels=max_pixels)
     rows = [_record_to_row(r) for r in records]
     digest = hashlib.sha256(_ARROW_SCHEMA_VERSION.encode())
     for row in rows:
