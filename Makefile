@@ -1,6 +1,7 @@
 # uivlm workbook: `make run` runs the whole workbook, `make test` runs the test suite.
-# Both set up everything first (idempotent): a local virtual environment in .venv with the pinned
-# torch/torchvision pair and the project, plus the Debian packages the tests need.
+# Both set up everything they use first (idempotent): a local virtual environment in .venv with the
+# pinned torch/torchvision pair and the project, plus Debian's Chromium, which 04's live MiniWoB++
+# episodes, DATA_SOURCE=miniwob and the JupyterLab browser test drive.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -9,6 +10,8 @@ RUN_DIR ?= runs/default
 # Extra workbook arguments, e.g. ARGS="-f params.yaml" or ARGS="-p MAX_STEPS 20"
 ARGS   ?=
 STAMP  := $(VENV)/.uivlm-installed
+# apt-get needs root: run it directly as root, through sudo otherwise.
+SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: setup system-deps run test lab clean-notebooks
 
@@ -17,10 +20,10 @@ setup: $(STAMP)
 # Debian's Chromium and its driver: MiniWoB++ environments and the JupyterLab browser test use them.
 system-deps:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
+	  ($(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
 
 $(STAMP): pyproject.toml
-	@$(PYTHON) -m venv --help >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq python3-venv)
+	@$(PYTHON) -m venv --help >/dev/null 2>&1 || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# torch and torchvision are installed as a tested pair first, so nothing else picks a torch.
 	$(PY) -m pip install -q --upgrade pip
@@ -28,7 +31,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	@touch $@
 
-run: setup
+run: setup system-deps
 	$(PY) -m uivlm_helpers.workbook --run-dir $(RUN_DIR) $(ARGS)
 
 test: setup system-deps

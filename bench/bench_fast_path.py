@@ -295,7 +295,7 @@ def main(argv=None) -> dict:
                 title="one batch: collate + median step (forward, backward, AdamW); peak = live tensors + weights + batch")
     print_table(rows, [("setting", "setting"), ("cache_images", "images"), ("cache_build_s", "build s"),
                        ("cache_mib", "MiB on disk"), ("cache_mib_per_image", "MiB / image")], title="cache")
-    results.note("GPU figures are not measured by this run; MEASURED.md has the H100 ones (2.4-2.7x on 2B).")
+    results.note("GPU figures are not measured by this run; bench/README.md §5b has the H200 ones (3.6-3.7x on 2B).")
     print(f"\nwrote {args.out}")
     return results.data
 

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 RESULTS_DIR = ROOT / "bench" / "results"
-SCREEN = (1288, 728)                       # MEASURED.md's screenshot: 4,784 patches, 1,196 image tokens
+SCREEN = (1288, 728)                       # the H100 anchor's screenshot: 4,784 patches, 1,196 image tokens
 PUBLISHED_PIXELS = {"shortest_edge": 3136, "longest_edge": 12845056}  # Qwen2-VL's preprocessor_config
 GIB = 2 ** 30
 PACKAGES = ("torch", "transformers", "peft", "accelerate", "bitsandbytes", "liger-kernel", "trl", "datasets", "tokenizers",

@@ -10,7 +10,8 @@ from uivlm_helpers import memory, model_configs
 from uivlm_helpers.config import DEFAULT_MODEL, RunConfig, load_config
 from uivlm_helpers.tiny import TINY_MODELS
 
-MEASURED = Path(__file__).resolve().parents[1].parent / "shared" / "measured" / "gpu_anchor_2b_h100.jsonl"
+# Full-size Qwen2-VL-2B on an H100, measured by bench/bench_anchor.py (bench/README.md §0).
+ANCHOR = Path(__file__).resolve().parents[1] / "bench" / "results" / "gpu_anchor_2b_h100.jsonl"
 QWEN_2B = "Qwen/Qwen2-VL-2B-Instruct"
 
 
@@ -37,7 +38,7 @@ def test_qwen2_vl_2b_config_builds_the_measured_parameter_count():
         model = AutoModelForImageTextToText.from_config(config)
     total = sum(p.numel() for p in model.parameters())
     vision = sum(p.numel() for n, p in model.named_parameters() if ".visual." in f".{n}")
-    assert (total, vision) == (2_208_985_600, 665_271_296)      # MEASURED.md's full-size build
+    assert (total, vision) == (2_208_985_600, 665_271_296)      # the H100 anchor's full-size build
     params = model_configs.published_config(QWEN_2B)["params"]  # the analytic formula agrees
     assert (params["total"], params["vision"]) == (total, vision)
 
@@ -157,7 +158,7 @@ def test_published_config_is_a_fresh_copy_and_unknown_names_fail():
                                                  ((1932, 1092), 2691, 10764), ((2800, 1568), 5600, 22400)])
 def test_qwen_image_tokens(size, tokens, patches):
     count = model_configs.image_token_count(model_configs.published_config(QWEN_2B), *size)
-    assert (count["tokens"], count["patches"]) == (tokens, patches)   # MEASURED.md: seq - 62 text tokens
+    assert (count["tokens"], count["patches"]) == (tokens, patches)   # the H100 anchor: seq - 62 text tokens
 
 
 def test_pixel_budget_caps_image_tokens():
@@ -215,12 +216,14 @@ def test_logits_bytes_and_activation_scaling():
 
 
 # -- calibration against the H100 rows ----------------------------------------------------------------
+def _anchor_rows():
+    return [json.loads(line) for line in ANCHOR.read_text().splitlines() if line.strip()]
+
+
 def _calibration_rows():
-    rows = [json.loads(line) for line in MEASURED.read_text().splitlines() if line.strip()]
-    return [r for r in rows if "peak_alloc_gib" in r and not r.get("liger")]
+    return [r for r in _anchor_rows() if "peak_alloc_gib" in r and not r.get("liger") and not r.get("cache")]
 
 
-@pytest.mark.skipif(not MEASURED.is_file(), reason="shared/measured is not beside the project")
 def test_calibration_against_measured_h100_rows(capsys):
     """Every plain (non-liger) H100 row within +-15% (aim +-10%), printed as a table.
 
@@ -253,10 +256,9 @@ def test_calibration_against_measured_h100_rows(capsys):
     assert all(abs(e) <= 0.15 for *_, e in errors), errors
 
 
-@pytest.mark.skipif(not MEASURED.is_file(), reason="shared/measured is not beside the project")
 def test_fast_path_switches_against_measured_h100_rows(capsys):
     """training.cache_vision_features drops the tower's activations and pixels; training.fused_cross_entropy
-    (liger-kernel) drops the fp32 logits. Checked against MEASURED.md's liger rows (anchor loop: logits kept,
+    (liger-kernel) drops the fp32 logits. Checked against the H100 anchor's liger rows (anchor loop: logits kept,
     frozen tower recorded under checkpointing) and its cache table (Trainer-like loop), all Qwen2-VL-2B."""
     def estimate(bs, ckpt, cache="false", fused="false", res=(1288, 728), **kwargs):
         config = _config(model__torch_dtype="bfloat16", model__device="cuda", training__batch_size=bs,
@@ -264,8 +266,8 @@ def test_fast_path_switches_against_measured_h100_rows(capsys):
                          training__fused_cross_entropy=fused)
         return memory.estimate_training_memory(config, res, text_tokens=62, **kwargs)
 
-    liger = [r for r in (json.loads(line) for line in MEASURED.read_text().splitlines() if line.strip())
-             if r.get("liger") and r.get("mode", "").startswith("lora_all")]
+    anchor = _anchor_rows()
+    liger = [r for r in anchor if r.get("liger") and not r.get("cache") and r.get("mode", "").startswith("lora_all")]
     lines, errors = [], []
     for row in liger:
         after_ckpt_rows = row["mode"] == "lora_all" and row["bs"] == 4
@@ -275,9 +277,12 @@ def test_fast_path_switches_against_measured_h100_rows(capsys):
         errors.append(e["peak_allocated_gib"] / row["peak_alloc_gib"] - 1)
         lines.append(f"liger {row['mode']:14s} bs {row['bs']} {row['res']:>9s}: {e['peak_allocated_gib']:6.2f} "
                      f"vs {row['peak_alloc_gib']:6.2f} ({100 * errors[-1]:+.1f}%)")
-    # MEASURED.md's cache table: (batch, fused, measured plain, measured cached), LoRA all + checkpointing.
-    for bs, fused, plain_gib, cached_gib in ((4, "false", 14.99, 13.44), (8, "false", 25.58, 22.49),
-                                             (4, "true", 7.40, 5.85), (8, "true", 10.40, 7.30)):
+    # The anchor's cache rows: plain vs cached features, LoRA all + checkpointing, with and without liger.
+    cache_rows = {(r["bs"], "true" if r.get("liger") else "false", r["path"]): r["peak_alloc_gib"]
+                  for r in anchor if r.get("cache") and "path" in r}
+    assert len(cache_rows) == 8
+    for bs, fused in ((4, "false"), (8, "false"), (4, "true"), (8, "true")):
+        plain_gib, cached_gib = cache_rows[(bs, fused, "plain")], cache_rows[(bs, fused, "cached")]
         plain = estimate(bs, True, fused=fused, frozen_vision_graph=True)
         cached = estimate(bs, True, cache="true", fused=fused, frozen_vision_graph=True)
         assert cached["assumptions"]["cache_vision_features"] and not cached["assumptions"]["vision_graph"]

@@ -2,8 +2,8 @@
 
 **Cached vision features** (``training.cache_vision_features``). A frozen vision tower gives the same
 features for the same screenshot every epoch, and on a GPU its forward costs about as much as the
-language model's LoRA step (``shared/MEASURED.md``: 2.4-2.7x faster steps on Qwen2-VL-2B with the
-cache). :func:`build_cache` runs the tower once per distinct screenshot before training and stores the
+language model's LoRA step (bench/README.md §5b: 3.6-3.7x the plain recipe's tokens/s on Qwen2-VL-2B
+on an H200). :func:`build_cache` runs the tower once per distinct screenshot before training and stores the
 output of the model's own ``get_image_features`` as safetensors shards. During training
 :class:`CachedFeaturesCollator` batches records exactly as :class:`~uivlm_helpers.train.UICollator` does,
 drops the pixels and adds the cached features (and, for the Qwen families, the M-RoPE ``position_ids``
@@ -31,7 +31,8 @@ its manifest is dropped and rebuilt, and an entry whose checksum fails when read
 
 **Fused cross-entropy** (``training.fused_cross_entropy``). liger-kernel's model patch (fused linear
 cross-entropy, RMSNorm, RoPE) never materialises the fp32 logits over the vocabulary, which dominate
-peak memory with Qwen's 152k vocabulary (``MEASURED.md``: 16.4 -> 7.4 GiB). It needs CUDA and the
+peak memory with Qwen's 152k vocabulary (Qwen2-VL-2B, batch 4 with checkpointing: 16.4 -> 7.4 GiB,
+``bench/results/gpu_anchor_2b_h100.jsonl``). It needs CUDA and the
 optional extra ``pip install 'uivlm[fast]'``; ``auto`` uses it when both are there.
 """
 

@@ -20,9 +20,11 @@ The fast path (:mod:`uivlm_helpers.features`) changes two items: ``training.cach
 with ``auto`` whenever the tower is frozen) removes the vision tower's activations and pixels (the batch
 carries image tokens x hidden features instead); ``training.fused_cross_entropy`` (liger-kernel, on a GPU)
 replaces the vocabulary logits by one chunk of them plus the hidden states' gradient, and liger's RMSNorm
-and SwiGLU save less per layer. Both were checked against MEASURED.md's liger and cache rows (within 1-7%).
+and SwiGLU save less per layer. Both were checked against the H100 anchor's liger and cache rows
+(``bench/results/gpu_anchor_2b_h100.jsonl``, within 1-7%).
 
-Calibrated against full-size Qwen2-VL-2B measured on an H100 (``shared/MEASURED.md``): the estimate
+Calibrated against full-size Qwen2-VL-2B measured on an H100 (``bench/results/gpu_anchor_2b_h100.jsonl``,
+measured by ``bench/bench_anchor.py``; bench/README.md §0): the estimate
 matches ``torch.cuda.max_memory_allocated`` of every plain measured recipe within 1% (one row -5%) (see
 ``tests/test_memory.py``, which prints the comparison). The cost of each layer left out of checkpointing
 (``training.uncheckpointed_layers``) matches full-size Qwen2-VL-7B on an H200 within 2% (bench/README.md 5c).
@@ -41,7 +43,7 @@ from .config import RunConfig
 GIB = 2 ** 30
 
 # Sequence text around the image: chat template, system prompt, task prompt, instruction and the
-# answer. MEASURED.md's anchor had 62 (1,258 tokens - 1,196 image tokens), 12 of them answer tokens.
+# answer. The H100 anchor's prompt had 62 (1,258 tokens - 1,196 image tokens), 12 of them answer tokens.
 DEFAULT_TEXT_TOKENS = 64
 DEFAULT_ANSWER_TOKENS = 16          # decoder length of encoder-decoder models (Florence-2)
 
@@ -51,7 +53,7 @@ NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)   # 4-bit + uint8 absmax per 64 + fp32
 INT8_BYTES = 1.0                             # LLM.int8 weights (+ one fp32 scale per row, negligible)
 
 # The CUDA context (cuBLAS/cuDNN workspaces included) lives outside torch's allocator, and the caching
-# allocator reserves more than it hands out: MEASURED.md's peak_reserved / peak_alloc is 1.06-1.25
+# allocator reserves more than it hands out: the H100 anchor's peak_reserved / peak_alloc is 1.06-1.25
 # (mean ~1.15) across recipes.
 CUDA_CONTEXT_GIB = 0.5
 ALLOCATOR_SLACK = 0.15
@@ -572,7 +574,7 @@ def estimate_figure(estimate: dict, path=None, gpu_gib: float | None = None):
 def _candidate_changes(estimate: dict) -> list[tuple[str, dict]]:
     """Settings changes from cheapest to dearest (speed first, then quality), as dotted-key dicts.
 
-    Order from MEASURED.md's 2B timings: a smaller batch with gradient accumulation costs ~1.5x per
+    Order from the H100 anchor's 2B timings (bench/results/gpu_anchor_2b_h100.jsonl): a smaller batch with gradient accumulation costs ~1.5x per
     sample, gradient checkpointing ~1.6-2x, 4-bit ~2.8x; a smaller pixel budget loses screen detail.
     """
     config = estimate["inputs"]["config"]

@@ -63,7 +63,7 @@ _PUBLISHED: dict[str, dict] = {
         # Exact: 2,208,985,600 parameters, 665,271,296 in the vision tower (measured on the GPU anchor
         # with the published config, and reproduced by build_config on the meta device).
         "sources": "text dims: mllm configuration_qwen2vl.hpp (Qwen2-VL-2B defaults); parameter counts "
-                   "match MEASURED.md's full-size build exactly",
+                   "match the H100 anchor's full-size build exactly (bench/results/gpu_anchor_2b_h100.jsonl)",
         "unconfirmed": [],
     },
     "Qwen/Qwen2-VL-7B-Instruct": {

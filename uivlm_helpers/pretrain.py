@@ -14,7 +14,7 @@ module only adds what pretraining needs around it:
   3-5 widgets; *coarse* answers for the first ``coarse_steps`` steps - the target point moved to the
   centre of its 100x100 cell of the 0-1000 grid (``click(350, 650)``) - then exact ones. From random
   weights the exact 3-digit answers plateau at the digits' marginal distribution; coarse answers are
-  what broke that plateau in ``shared/MEASURED.md`` (after 1,500-2,000 steps of batch 32, one box);
+  what broke that plateau in this project's runs (``bench/results/pretrain_recipes_cpu.json``);
 * a warmup-stable-decay learning-rate schedule (high through the switches, decayed at the end),
   optionally planned from a time budget (``--time-budget-s``: the step count is fitted to the
   measured speed and recorded in ``plan.json``);

@@ -10,6 +10,7 @@ writes ``results/<notebook>.json`` for people and tests to read.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import sys
 import time
@@ -153,6 +154,44 @@ def read_results(run_dir: str | Path, notebook: str) -> dict:
     return json.loads((Path(run_dir) / "results" / f"{notebook}.json").read_text())
 
 
+def browser_needs(parameters: dict, declared: dict) -> list[str]:
+    """What in this run drives a real Chromium: 04's live episodes and MiniWoB++ demonstrations as data.
+
+    ``declared`` maps each notebook to run onto its declared parameters (their defaults count when a
+    parameter is not given).
+    """
+    def value(notebook, name):
+        if name in parameters:
+            return parameters[name]
+        default = declared.get(notebook, {}).get(name)   # papermill gives the cell's source text
+        try:
+            return ast.literal_eval(default) if isinstance(default, str) else default
+        except (ValueError, SyntaxError):
+            return default
+
+    needs = []
+    live_tasks, episodes = value("04_eval", "LIVE_TASKS"), value("04_eval", "LIVE_EPISODES")
+    if "04_eval" in declared and live_tasks and str(live_tasks).strip() and (episodes or 0) > 0:
+        needs.append(f"04_eval's live MiniWoB++ episodes (LIVE_TASKS={live_tasks!r})")
+    source = value("01_setup", "DATA_SOURCE")
+    if "01_setup" in declared and isinstance(source, str) and source.startswith("miniwob"):
+        needs.append(f"01_setup's MiniWoB++ demonstrations (DATA_SOURCE={source!r})")
+    return needs
+
+
+def require_browser_if_needed(parameters: dict, declared: dict) -> None:
+    """Refuse to start a run that would stop at its first browser step, minutes in, for want of Chromium."""
+    from .miniwob_env import chrome_available
+
+    needs = browser_needs(parameters, declared)
+    if not needs:
+        return
+    available, reason = chrome_available()
+    if not available:
+        raise ConfigError(f"{' and '.join(needs)} need a browser: {reason}. `make run` installs it; "
+                          "or skip the live episodes with -p LIVE_TASKS ''")
+
+
 def run_workbook(run_dir: str | Path = DEFAULT_RUN_DIR, parameters: dict | None = None,
                  notebooks=NOTEBOOKS, kernel_name: str = "python3", progress: bool = True) -> dict:
     """Execute notebooks in order with papermill into ``run_dir/notebooks``.
@@ -169,6 +208,7 @@ def run_workbook(run_dir: str | Path = DEFAULT_RUN_DIR, parameters: dict | None 
     unknown = sorted(set(parameters) - known)
     if unknown:
         raise ConfigError(f"unknown parameter(s) {unknown}; the notebooks take {sorted(known)}")
+    require_browser_if_needed(parameters, declared)
     (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     timings = {}
     for nb in notebooks:
