@@ -347,3 +347,192 @@ def test_a_converted_folder_is_a_run_data_source(tmp_path):
     test = load_split(paths, "test")
     assert len(test) == 4 and test[0]["element_type"] == "text" and test[0]["platform"] == "mobile"
     assert Path(test[0]["image"]).is_relative_to(folder)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Screenshots stay inside the image root
+# ---------------------------------------------------------------------------------------------------
+
+# format -> (set the first record's screenshot name in the loaded source, the file that name finds)
+FIRST_SCREENSHOT = {
+    "screenspot": (lambda source, name: source[0].update(img_filename=name), "mobile_1.png"),
+    "screenspot_pro": (lambda source, name: source[0].update(img_filename=name), "pro_1.png"),
+    # Mind2Web names a step's screenshot "{annotation_id}-{action_uid}.jpg".
+    "mind2web": (lambda source, name: source[0].update(annotation_id=name.removesuffix("-a1.jpg")), "task-1-a1.jpg"),
+    "aitw": (lambda source, name: source["general"][0][0].update(img_filename=name), "general/ep1_0.png"),
+    "androidcontrol": (lambda source, name: source[0]["screenshots"].__setitem__(0, name), "ep101_0.png"),
+}
+
+
+def load_source(fmt: str):
+    path = FIXTURES / fmt / SOURCES[fmt]
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return json.loads(path.read_text())
+
+
+def save_source(fmt: str, source, folder: Path) -> Path:
+    path = folder / SOURCES[fmt]
+    if path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps(item) + "\n" for item in source))
+    else:
+        path.write_text(json.dumps(source))
+    return path
+
+
+def secret_screenshot(fmt: str, root: Path, folder: Path) -> Path:
+    """A screenshot outside the image root, the size of the first one but of a colour no screen has."""
+    _, name = FIRST_SCREENSHOT[fmt]
+    with Image.open(root / name) as first:
+        size = first.size
+    path = folder / Path(name).name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, (1, 2, 3)).save(path, quality=95) if path.suffix == ".jpg" else Image.new(
+        "RGB", size, (1, 2, 3)).save(path)
+    return path
+
+
+@pytest.mark.parametrize("how", ["dot-dot", "symlink"])
+@pytest.mark.parametrize("fmt", sorted(SOURCES))
+def test_screenshots_outside_the_image_root_are_refused_and_never_copied(tmp_path, fmt, how):
+    root = draw_screens(fmt, tmp_path / "raw" / fmt)
+    set_name, name = FIRST_SCREENSHOT[fmt]
+    secret = secret_screenshot(fmt, root, tmp_path / "raw" / "outside")
+    source = load_source(fmt)
+    if how == "dot-dot":
+        set_name(source, f"../outside/{secret.name}")
+    else:
+        (root / name).unlink()
+        (root / name).symlink_to(secret)
+    source = save_source(fmt, source, tmp_path)
+    out = tmp_path / "out" / "test.jsonl"
+
+    with pytest.raises(data.RecordError) as error:
+        convert(fmt, source, root, out)
+    message = str(error.value)
+    assert error.value.where.startswith(f"{source} record 1"), message
+    assert "inside the image root" in message and str(secret) in message
+    assert ("through '..'" if how == "dot-dot" else "through a symbolic link") in message
+    assert not out.exists()
+
+    converted = convert(fmt, source, root, out, strict=False)
+    assert converted.report.errors and f"{source} record 1" in converted.report.errors[0]
+    copied = [p for p in (out.parent / "images").rglob("*") if p.is_file()]
+    assert secret.read_bytes() not in {p.read_bytes() for p in copied}
+    assert len(data.read_records(converted)) == converted.report.n_written
+
+
+def test_absolute_screenshot_names_are_refused(tmp_path):
+    images = draw_screens("screenspot", tmp_path / "raw")
+    samples = json.loads((FIXTURES / "screenspot" / "screenspot_v2.json").read_text())
+    samples[0]["img_filename"] = str(images / "mobile_1.png")
+    with pytest.raises(data.RecordError, match=r"<records> record 1: field 'img_filename': expected a path "
+                                               r"relative to the image root, got absolute path"):
+        convert("screenspot", samples, images, tmp_path / "out" / "test.jsonl")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Text that is not UTF-8
+# ---------------------------------------------------------------------------------------------------
+
+def test_jsonl_line_that_is_not_utf8_names_file_and_line(tmp_path):
+    images = draw_screens("androidcontrol", tmp_path / "raw")
+    first, second = (FIXTURES / "androidcontrol" / "androidcontrol_episodes.jsonl").read_text().splitlines()[:2]
+    latin1 = json.dumps({**json.loads(second), "goal": "Ouvre l'écran"}, ensure_ascii=False).encode("latin-1")
+    source = tmp_path / "ac.jsonl"
+    source.write_bytes(first.encode() + b"\n\n" + latin1 + b"\n")
+    with pytest.raises(data.RecordError, match=r"ac\.jsonl record 3: expected UTF-8 text, got byte 0xe9"):
+        convert("androidcontrol", source, images, tmp_path / "out" / "test.jsonl")
+
+    out = convert("androidcontrol", source, images, tmp_path / "out" / "test.jsonl", strict=False)
+    assert len(out.report.errors) == 1 and "ac.jsonl record 3" in out.report.errors[0]
+    assert {r.id.rsplit("-", 1)[0] for r in data.read_records(out)} == {"androidcontrol-101"}
+
+
+def test_json_record_that_is_not_utf8_is_that_record_only(tmp_path):
+    images = draw_screens("screenspot", tmp_path / "raw")
+    text = (FIXTURES / "screenspot" / "screenspot_v2.json").read_bytes()
+    source = tmp_path / "ss.json"
+    source.write_bytes(text.replace(b"tap the search icon", b"tap the search ic\xf4ne"))
+    with pytest.raises(data.RecordError) as error:
+        convert("screenspot", source, images, tmp_path / "out" / "test.jsonl")
+    assert error.value.where == f"{source} record 2" and error.value.field == "instruction"
+    assert "expected UTF-8 text, got byte 0xf4 at character 18" in str(error.value)
+
+    out = convert("screenspot", source, images, tmp_path / "out" / "test.jsonl", strict=False)
+    assert out.report.n_read == 4 and out.report.n_written == 3 and "record 2" in out.report.errors[0]
+
+
+def test_line_separator_characters_inside_jsonl_strings_are_text(tmp_path):
+    images = draw_screens("androidcontrol", tmp_path / "raw")
+    episode = json.loads((FIXTURES / "androidcontrol" / "androidcontrol_episodes.jsonl").read_text().splitlines()[0])
+    episode["goal"] = "Add a contact\u2028named Ada"  # legal unescaped in JSON; not a line break in JSONL
+    source = tmp_path / "ac.jsonl"
+    source.write_text(json.dumps(episode, ensure_ascii=False) + "\n", encoding="utf-8")
+    out = convert("androidcontrol", source, images, tmp_path / "out" / "test.jsonl")
+    assert data.read_records(out)[0].instruction == "Add a contact\u2028named Ada"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Screenshot pixel limit
+# ---------------------------------------------------------------------------------------------------
+
+def test_oversize_screenshots_are_refused_from_their_header(tmp_path):
+    images = draw_screens("screenspot", tmp_path / "raw")
+    Image.new("1", (12000, 12000)).save(images / "web_1.png")  # 144 MP, about 20 kB on disk
+    source = FIXTURES / "screenspot" / "screenspot_v2.json"
+    with pytest.raises(data.RecordError) as error:
+        convert("screenspot", source, images, tmp_path / "out" / "test.jsonl")
+    assert error.value.where == f"{source} record 3" and error.value.field == "img_filename"
+    assert "web_1.png: expected at most 50,000,000 pixels" in str(error.value) and "12000x12000" in str(error.value)
+    out = convert("screenspot", source, images, tmp_path / "out" / "test.jsonl", strict=False, max_pixels=200_000)
+    assert out.report.n_written == 3 and "record 3" in out.report.errors[0] and "200,000" in out.report.errors[0]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Boxes past the image edge: clipped and reported, or refused
+# ---------------------------------------------------------------------------------------------------
+
+def test_clipped_boxes_are_counted_and_listed_in_the_report(tmp_path):
+    images = tmp_path / "raw"
+    images.mkdir()
+    Image.new("RGB", (100, 80), BACKGROUND).save(images / "small.png")
+    sample = {"img_filename": "small.png", "instruction": "tap it", "data_type": "icon", "data_source": "ios"}
+    source = write_json(tmp_path / "ss.json", [
+        {**sample, "bbox": [90, 70, 50, 50]},   # reaches past the bottom-right corner
+        {**sample, "bbox": [10, 10, 20, 20]},   # inside
+        {**sample, "bbox": [120, 10, 10, 10]},  # entirely to the right of the image
+        {**sample, "bbox": [-4, 0, 10, 80]},    # past the left edge
+    ])
+    with pytest.raises(data.RecordError, match=r"ss\.json record 3: field 'bbox': .*lies outside the 100x80 image"):
+        convert("screenspot", source, images, tmp_path / "out" / "test.jsonl")
+
+    out = convert("screenspot", source, images, tmp_path / "out" / "test.jsonl", strict=False)
+    records = {r.id: r for r in data.read_records(out)}
+    corner = records["ss-000001"]
+    assert corner.bbox == [90, 70, 100, 80] and corner.action == {"type": "click", "x": 95, "y": 75}
+    report = out.report
+    assert report.n_written == 3 and report.n_clipped == 2 and len(report.errors) == 1
+    assert report.clipped == [
+        {"id": "ss-000001", "where": f"{source} record 1", "field": "bbox",
+         "original": [90, 70, 140, 120], "clipped": [90, 70, 100, 80]},
+        {"id": "ss-000004", "where": f"{source} record 4", "field": "bbox",
+         "original": [-4, 0, 6, 80], "clipped": [0, 0, 6, 80]},
+    ]
+    assert "clipped 2 box(es)" in report.summary() and "[90, 70, 140, 120] -> [90, 70, 100, 80]" in report.summary()
+    assert json.loads(out.with_name("test.report.json").read_text())["clipped"] == report.clipped
+
+
+def test_clipped_annotation_boxes_are_reported_under_the_final_ids(tmp_path, converted):
+    # The AITW tap's annotation box (y, x, h, w) reaches past the right edge of the screen.
+    episodes = json.loads((FIXTURES / "aitw" / "aitw_data_test.json").read_text())
+    episodes["general"][0][0]["annot_position"] = [0.775, 0.2, 0.05, 0.9]
+    source = write_json(tmp_path / "aitw.json", episodes)
+    images = draw_screens("aitw", tmp_path / "raw")
+    out = convert("aitw", source, images, tmp_path / "out" / "test.jsonl")
+    (clip,) = out.report.clipped
+    assert clip["id"] == "aitw-ep1-0" and clip["field"] == "annot_position"
+    assert clip["where"] == f"{source} record 1 step 1"
+    assert clip["original"] == [40, 310, 220, 330] and clip["clipped"] == [40, 310, 200, 330]
+    _, untouched = converted("aitw")
+    assert untouched.report.clipped == [] and untouched.report.n_clipped == 0

@@ -58,11 +58,23 @@ steps of its episode (skipped steps are left out).
 Bad input. Source records that cannot be converted raise :class:`~.data.RecordError` naming the
 **source file and record number** (1-based position in the JSON list or line of a JSONL file; for
 episode formats also the step), the field and what was expected. With ``strict=False`` such
-records are skipped and listed in the report instead. Skipped-by-design records (negatives,
-open_app, steps without a box) are never errors; they are counted in the report.
+records are skipped and listed in the report instead. A JSONL line that is not UTF-8 or not JSON
+is such a record, and so is a record of a ``.json`` file holding text that is not UTF-8 (a
+``.json`` file that is not JSON at all cannot be read and always raises). Skipped-by-design records
+(negatives, open_app, steps without a box) are never errors; they are counted in the report.
+
+Screenshot names are relative to ``image_root`` (the current folder when it is None) and must stay
+inside it: a name that is absolute, climbs out through ``..`` or reaches a symbolic link pointing
+out of the root is a bad record (:func:`data.resolve_inside`), so no file from elsewhere is copied
+into the output. Screenshots above ``max_pixels`` (default :data:`data.MAX_IMAGE_PIXELS`) are bad
+records too, refused from their header before anything is decoded.
+
+Boxes. A box that reaches past the image edge is clipped to the image (the click moves to the
+centre of the visible part) and listed in the report's ``clipped`` entries with its original and
+clipped box; a box with no part on the image is a bad record, never a degenerate box.
 
 Each converter returns the written path; its ``.report`` (a :class:`ConversionReport`) says how many
-records were read, written and skipped and why, and is also saved next to the file as
+records were read, written, skipped and clipped and why, and is also saved next to the file as
 ``<name>.report.json``.
 """
 
@@ -74,12 +86,10 @@ import math
 import re
 import shutil
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from PIL import Image
 
 from . import data
 
@@ -95,6 +105,16 @@ SCREENSPOT_PLATFORMS = {"ios": "mobile", "android": "mobile", "macos": "desktop"
 # Reports and paths
 # --------------------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class _Clip:
+    """A source box that reached past the image and the part of it that was kept."""
+
+    where: str
+    field: str
+    original: list[float]
+    clipped: list[float]
+
+
 @dataclass
 class ConversionReport:
     """What a conversion read, wrote and skipped.
@@ -106,6 +126,9 @@ class ConversionReport:
         n_written: Records written.
         skipped: Count per reason for records left out by design (negatives, unsupported actions).
         errors: With ``strict=False``, one message per bad source record that was skipped.
+        clipped: One entry per written record whose box reached past the image and was clipped:
+            ``{"id", "where", "field", "original", "clipped"}`` (boxes as ``[x1, y1, x2, y2]``
+            pixels; ``where`` names the source file and record).
     """
 
     source: str
@@ -114,26 +137,49 @@ class ConversionReport:
     n_written: int = 0
     skipped: Counter = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
+    clipped: list[dict] = field(default_factory=list)
+    # (record, entry) for each clip noted while converting; only written records reach ``clipped``.
+    _clips: list[tuple[data.UIRecord, dict]] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def n_skipped(self) -> int:
         return sum(self.skipped.values()) + len(self.errors)
 
+    @property
+    def n_clipped(self) -> int:
+        return len(self.clipped)
+
     def skip(self, reason: str) -> None:
         self.skipped[reason] += 1
 
+    def note_clip(self, record: data.UIRecord, clip: _Clip | None) -> None:
+        """Remember that ``record``'s box was clipped (``clip`` None: it was not)."""
+        if clip is not None:
+            self._clips.append((record, {"where": clip.where, "field": clip.field,
+                                         "original": clip.original, "clipped": clip.clipped}))
+
+    def settle_clips(self, written: list[data.UIRecord]) -> None:
+        """Fill ``clipped`` from the noted clips of the records written, under their final ids."""
+        kept = {id(record) for record in written}
+        self.clipped = [{"id": record.id, **entry} for record, entry in self._clips if id(record) in kept]
+
     def summary(self) -> str:
         lines = [f"{self.source}: read {self.n_read}, wrote {self.n_written} to {self.output}, "
-                 f"skipped {self.n_skipped}"]
+                 f"skipped {self.n_skipped}, clipped {self.n_clipped} box(es) to the image"]
         lines += [f"  - {count} x {reason}" for reason, count in self.skipped.most_common()]
         lines += [f"  - bad record: {message}" for message in self.errors[:10]]
         if len(self.errors) > 10:
             lines.append(f"  ... and {len(self.errors) - 10} more bad records")
+        lines += [f"  - clipped {c['id']} ({c['where']}, {c['field']}): {c['original']} -> {c['clipped']}"
+                  for c in self.clipped[:10]]
+        if len(self.clipped) > 10:
+            lines.append(f"  ... and {len(self.clipped) - 10} more clipped boxes (see .clipped)")
         return "\n".join(lines)
 
     def to_json(self) -> dict:
         return {"source": self.source, "output": self.output, "n_read": self.n_read,
-                "n_written": self.n_written, "skipped": dict(self.skipped), "errors": self.errors}
+                "n_written": self.n_written, "skipped": dict(self.skipped), "errors": self.errors,
+                "clipped": self.clipped}
 
 
 class ConvertedPath(type(Path())):
@@ -154,32 +200,77 @@ class _Skip(Exception):
 # Shared helpers
 # --------------------------------------------------------------------------------------------------
 
+_BLANK = object()  # a blank JSONL line: a placeholder that keeps item i at line i + 1
+
+
 def _load(source) -> tuple[Any, str, bool]:
-    """``(items, name, is_jsonl)`` from a path (JSON or JSONL) or records already in memory."""
+    """``(items, name, is_jsonl)`` from a path (JSON or JSONL) or records already in memory.
+
+    A JSONL line that is not UTF-8 or not JSON becomes a :class:`data.RecordError` item (raised or
+    listed by :func:`_source_items`), so the lines after it can still be converted. A ``.json``
+    file is decoded with each non-UTF-8 byte kept as a lone surrogate, so that the record holding
+    it, not the whole file, is refused (:func:`_check_utf8`).
+    """
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.is_file():
             raise FileNotFoundError(f"no such dataset file: {path}")
-        text = path.read_text(encoding="utf-8")
         if path.suffix == ".jsonl":
-            items = []
-            for number, line in enumerate(text.splitlines(), start=1):
-                if not line.strip():
-                    items.append(None)  # keep numbering = line numbers
-                    continue
-                try:
-                    items.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise data.RecordError(f"{path} record {number}", None,
-                                           f"malformed JSON line ({exc.msg} at column {exc.colno})") from exc
+            items: list = []
+            for number, value in data.iter_jsonl(path):
+                items += [_BLANK] * (number - 1 - len(items))
+                items.append(value)
             return items, str(path), True
+        text = path.read_bytes().decode("utf-8-sig", errors="surrogateescape")
         try:
             return json.loads(text), str(path), False
         except json.JSONDecodeError as exc:
-            raise data.RecordError(str(path), None, f"malformed JSON ({exc.msg} at line {exc.lineno})") from exc
+            raise data.RecordError(str(path), None, f"malformed JSON ({exc.msg} at line {exc.lineno}, column "
+                                                    f"{exc.colno}); a .json file is read as a whole") from exc
     if isinstance(source, (list, tuple, Mapping)):
         return source, "<records>", False
     raise TypeError(f"expected a dataset file path or a list of records, got {type(source).__name__}")
+
+
+def _check_utf8(value: Any, where: str, name: str = "") -> None:
+    """Refuse a record holding text that was not UTF-8 in the source (decoded as lone surrogates)."""
+    if isinstance(value, str):
+        for i, char in enumerate(value):
+            if "\udc80" <= char <= "\udcff":
+                raise data.RecordError(where, name or None, f"expected UTF-8 text, got byte "
+                                                            f"0x{ord(char) - 0xDC00:02x} at character {i + 1}")
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            _check_utf8(key, where, name)
+            _check_utf8(item, where, f"{name}.{key}" if name else str(key))
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_utf8(item, where, f"{name}[{i}]")
+
+
+def _source_items(items: Iterable, name: str, report: ConversionReport, strict: bool) -> Iterator[tuple[int, Any]]:
+    """``(record number, item)`` for each source record, skipping blank JSONL lines.
+
+    Lines that are not UTF-8 or not JSON, and records holding non-UTF-8 text, are raised
+    (``strict``) or listed in ``report.errors``.
+    """
+    for number, item in enumerate(items, start=1):
+        if item is _BLANK:
+            continue
+        try:
+            if isinstance(item, data.RecordError):
+                raise item
+            _check_utf8(item, f"{name} record {number}")
+        except data.RecordError as error:
+            if strict:
+                raise
+            report.errors.append(str(error))
+            continue
+        yield number, item
+
+
+def _n_records(items: Iterable) -> int:
+    return sum(item is not _BLANK for item in items)
 
 
 def _require(obj: Any, key: str, where: str, kind: str = "a value") -> Any:
@@ -203,33 +294,34 @@ def _numbers(value: Any, n: int, where: str, name: str, shape: str) -> list[floa
 
 
 class _Images:
-    """Copies each source screenshot once into ``<out>/images/`` and remembers its size."""
+    """Finds each source screenshot inside the image root, copies it once into ``<out>/images/``
+    and remembers its size."""
 
-    def __init__(self, image_root: str | Path | None, out_root: Path):
-        self.root = Path(image_root) if image_root is not None else None
+    def __init__(self, image_root: str | Path | None, out_root: Path, max_pixels: int | None):
+        # Without an image root, names are relative to the current folder, as a shell reads them.
+        self.root = Path(image_root if image_root is not None else ".").resolve()
         self.out_root = out_root
+        self.max_pixels = max_pixels
         self.sizes: dict[Path, tuple[int, int]] = {}
 
     def find(self, name: str, where: str, field_name: str, suffixes: Iterable[str] = ("",)) -> Path:
         if not isinstance(name, str) or not name.strip():
             raise data.RecordError(where, field_name, f"expected an image file name, got {name!r}")
-        base = Path(name) if Path(name).is_absolute() or self.root is None else self.root / name
+        tried = []
         for suffix in suffixes:
-            candidate = base.with_name(base.name + suffix) if suffix else base
+            # Refused before looking for the file: nothing outside the image root is ever read.
+            candidate = data.resolve_inside(self.root, name + suffix, where, field_name, folder_kind="the image root")
             if candidate.is_file():
-                return candidate.resolve()
-        tried = ", ".join(str(base.with_name(base.name + s)) for s in suffixes)
+                return candidate
+            tried.append(str(candidate))
         raise data.RecordError(where, field_name, f"expected an existing image file under the image root; "
-                                                  f"not found: {tried}")
+                                                  f"not found: {', '.join(tried)}")
 
     def size(self, path: Path, where: str, field_name: str) -> tuple[int, int]:
         if path not in self.sizes:
-            try:
-                with Image.open(path) as img:
-                    self.sizes[path] = img.size
-            except Exception as exc:  # PIL raises many types for bad files
-                raise data.RecordError(where, field_name, f"expected a readable image, PIL cannot open "
-                                                          f"{path}: {exc}") from exc
+            # Header only: the pixel limit is checked before anything is decoded.
+            self.sizes[path] = data.image_file_size(path, where, field_name=field_name, max_pixels=self.max_pixels,
+                                                    verify=False)
         return self.sizes[path]
 
     def stage(self, path: Path) -> Path:
@@ -237,17 +329,20 @@ class _Images:
         out_images = (self.out_root / "images").resolve()
         if path.is_relative_to(self.out_root.resolve()):
             return path
-        relative = path.relative_to(self.root.resolve()) if self.root is not None and path.is_relative_to(
-            self.root.resolve()) else Path(path.name)
-        target = out_images / relative
+        target = out_images / path.relative_to(self.root)
         if not target.is_file():
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, target)
         return target
 
 
-def _box_in_image(box: list[float], size: tuple[int, int], where: str, name: str = "bbox") -> list[float]:
-    """A source box ``[x1, y1, x2, y2]`` (pixels) checked and clipped to the image."""
+def _box_in_image(box: list[float], size: tuple[int, int], where: str,
+                  name: str = "bbox") -> tuple[list[float], _Clip | None]:
+    """A source box ``[x1, y1, x2, y2]`` (pixels) checked and clipped to the image.
+
+    Returns the box and, when clipping changed it, a :class:`_Clip` for the report. A box with no
+    part on the image is refused: clipping would leave a line or a point, not the element.
+    """
     x1, y1, x2, y2 = box
     width, height = size
     if not (x1 < x2 and y1 < y2):
@@ -257,7 +352,9 @@ def _box_in_image(box: list[float], size: tuple[int, int], where: str, name: str
     if not (clipped[0] < clipped[2] and clipped[1] < clipped[3]):
         raise data.RecordError(where, name, f"box {box!r} (as [x1, y1, x2, y2]) lies outside the "
                                             f"{width}x{height} image")
-    return [_tidy(v) for v in clipped]
+    kept = [_tidy(v) for v in clipped]
+    clip = _Clip(where, name, [_tidy(v) for v in box], kept) if clipped != [x1, y1, x2, y2] else None
+    return kept, clip
 
 
 def _tidy(value: float) -> int | float:
@@ -276,14 +373,16 @@ def _point_in_image(x: float, y: float, size: tuple[int, int]) -> tuple[float, f
     return _tidy(min(max(x, 0), width - 1)), _tidy(min(max(y, 0), height - 1))
 
 
-def _validated(record: data.UIRecord, where: str) -> data.UIRecord:
-    data.validate_record(dataclasses.replace(record, image="x.png").to_json(), where)
+def _validated(record: data.UIRecord, where: str, images: _Images) -> data.UIRecord:
+    data.validate_record(dataclasses.replace(record, image="x.png").to_json(), where, max_pixels=images.max_pixels)
     return record
 
 
-def _finish(records: list[data.UIRecord], report: ConversionReport, out_jsonl: Path) -> ConvertedPath:
-    written = data.write_records(records, out_jsonl)
+def _finish(records: list[data.UIRecord], report: ConversionReport, out_jsonl: Path,
+            images: _Images) -> ConvertedPath:
+    written = data.write_records(records, out_jsonl, max_pixels=images.max_pixels)
     report.output, report.n_written = str(written), len(records)
+    report.settle_clips(records)
     report_file = written.with_name(written.stem + ".report.json")
     report_file.write_text(json.dumps(report.to_json(), indent=2) + "\n")
     path = ConvertedPath(written)
@@ -340,7 +439,7 @@ def _screenspot_platform(obj: Mapping, name: str) -> str | None:
 
 
 def convert_screenspot(source_path_or_records, image_root, out_jsonl, *, split: str = "test",
-                       strict: bool = True) -> ConvertedPath:
+                       strict: bool = True, max_pixels: int | None = None) -> ConvertedPath:
     """ScreenSpot v1/v2 (``bbox`` = ``[x, y, w, h]`` pixels) -> records (click at the box centre).
 
     Args:
@@ -349,12 +448,14 @@ def convert_screenspot(source_path_or_records, image_root, out_jsonl, *, split: 
         out_jsonl: JSONL file to write (screenshots are copied to its folder's ``images/``).
         split: the records' split.
         strict: raise on a bad source record (default) or skip it and list it in the report.
+        max_pixels: largest screenshot accepted (default :data:`data.MAX_IMAGE_PIXELS`); every
+            converter takes ``strict`` and ``max_pixels``.
     """
     items, name, _ = _load(source_path_or_records)
     if not isinstance(items, list):
         raise data.RecordError(name, None, "expected a JSON list of samples")
     out, root = _out_root(out_jsonl)
-    images, report = _Images(image_root, root), ConversionReport(name)
+    images, report = _Images(image_root, root, max_pixels), ConversionReport(name)
     prefix = _slug(Path(name).stem if name != "<records>" else "screenspot")
 
     def make(number: int, obj: Any):
@@ -363,7 +464,7 @@ def convert_screenspot(source_path_or_records, image_root, out_jsonl, *, split: 
         size = images.size(image, where, "img_filename")
         x, y, w, h = _numbers(_require(obj, "bbox", where, "[x, y, w, h]"), 4, where, "bbox",
                               "[x, y, w, h] (four numbers, pixels)")
-        box = _box_in_image([x, y, x + w, y + h], size, where)
+        box, clip = _box_in_image([x, y, x + w, y + h], size, where)
         cx, cy = _point_in_image(*_centre(box), size)
         instruction = _require(obj, "instruction", where, "the instruction text")
         record = data.UIRecord(
@@ -372,16 +473,18 @@ def convert_screenspot(source_path_or_records, image_root, out_jsonl, *, split: 
             element_type=obj.get("data_type") or None,
             source=f"screenspot/{obj.get('data_source') or 'unknown'}",
             platform=_screenspot_platform(obj, name), split=split)
-        return [_validated(record, where)]
+        _validated(record, where, images)
+        report.note_clip(record, clip)
+        return [record]
 
-    report.n_read = len(items)
-    records = _run(((f"{number}", lambda n=number, o=obj: make(n, o)) for number, obj in enumerate(items, 1)),
-                   report, strict)
-    return _finish(records, report, out)
+    report.n_read = _n_records(items)
+    records = _run(((f"{number}", lambda n=number, o=obj: make(n, o))
+                    for number, obj in _source_items(items, name, report, strict)), report, strict)
+    return _finish(records, report, out, images)
 
 
 def convert_screenspot_pro(source_path_or_records, image_root, out_jsonl, *, split: str = "test",
-                           strict: bool = True) -> ConvertedPath:
+                           strict: bool = True, max_pixels: int | None = None) -> ConvertedPath:
     """ScreenSpot-Pro (``bbox`` = ``[x1, y1, x2, y2]`` pixels, ``img_size``) -> records.
 
     Negative samples (``gt_type: "negative"``: the target is not on the screen) have no correct
@@ -391,7 +494,7 @@ def convert_screenspot_pro(source_path_or_records, image_root, out_jsonl, *, spl
     if not isinstance(items, list):
         raise data.RecordError(name, None, "expected a JSON list of samples")
     out, root = _out_root(out_jsonl)
-    images, report = _Images(image_root, root), ConversionReport(name)
+    images, report = _Images(image_root, root, max_pixels), ConversionReport(name)
 
     def make(number: int, obj: Any):
         where = f"{name} record {number}"
@@ -404,8 +507,8 @@ def convert_screenspot_pro(source_path_or_records, image_root, out_jsonl, *, spl
             if list(declared) != list(size):
                 raise data.RecordError(where, "img_size", f"expected the real size of {image.name}, "
                                                           f"{list(size)}, got {list(declared)}")
-        box = _box_in_image(_numbers(_require(obj, "bbox", where, "[x1, y1, x2, y2]"), 4, where, "bbox",
-                                     "[x1, y1, x2, y2] (four numbers, pixels)"), size, where)
+        box, clip = _box_in_image(_numbers(_require(obj, "bbox", where, "[x1, y1, x2, y2]"), 4, where, "bbox",
+                                           "[x1, y1, x2, y2] (four numbers, pixels)"), size, where)
         cx, cy = _point_in_image(*_centre(box), size)
         sample_id = obj.get("id")
         record = data.UIRecord(
@@ -415,12 +518,15 @@ def convert_screenspot_pro(source_path_or_records, image_root, out_jsonl, *, spl
             action={"type": "click", "x": cx, "y": cy}, bbox=box, element_type=obj.get("ui_type") or None,
             source=f"screenspot_pro/{obj.get('group') or 'unknown'}/{obj.get('application') or 'unknown'}",
             platform="desktop", split=split)
-        return [_validated(record, where)]
+        _validated(record, where, images)
+        report.note_clip(record, clip)
+        return [record]
 
-    report.n_read = len(items)
-    records = _run(((f"{n}", lambda n=n, o=o: make(n, o)) for n, o in enumerate(items, 1)), report, strict)
+    report.n_read = _n_records(items)
+    records = _run(((f"{n}", lambda n=n, o=o: make(n, o)) for n, o in _source_items(items, name, report, strict)),
+                   report, strict)
     _unique_ids(records)
-    return _finish(records, report, out)
+    return _finish(records, report, out, images)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -432,7 +538,7 @@ _REPR_TAG = re.compile(r"^\s*\[([^\]]*)\]")
 
 
 def convert_mind2web(source_path_or_records, image_root, out_jsonl, *, split: str = "train",
-                     select_as: str = "type", strict: bool = True) -> ConvertedPath:
+                     select_as: str = "type", strict: bool = True, max_pixels: int | None = None) -> ConvertedPath:
     """Mind2Web (SeeClick's ``mind2web_data_*.json``) -> one record per step with a box.
 
     Args:
@@ -445,10 +551,10 @@ def convert_mind2web(source_path_or_records, image_root, out_jsonl, *, split: st
     if not isinstance(items, list):
         raise data.RecordError(name, None, "expected a JSON list of tasks")
     out, root = _out_root(out_jsonl)
-    images, report = _Images(image_root, root), ConversionReport(name)
+    images, report = _Images(image_root, root, max_pixels), ConversionReport(name)
     records: list[data.UIRecord] = []
 
-    for number, task in enumerate(items, start=1):
+    for number, task in _source_items(items, name, report, strict):
         where_task = f"{name} record {number}"
         try:
             annotation_id = str(_require(task, "annotation_id", where_task, "the task id"))
@@ -479,7 +585,7 @@ def convert_mind2web(source_path_or_records, image_root, out_jsonl, *, split: st
             uid = str(_require(step, "action_uid", where, "the step id"))
             image = images.find(f"{annotation_id}-{uid}", where, "action_uid", suffixes=(".jpg", ".png", ""))
             size = images.size(image, where, "action_uid")
-            box = _box_in_image([x, y, x + w, y + h], size, where)
+            box, clip = _box_in_image([x, y, x + w, y + h], size, where)
             value = operation.get("value") or ""
             if op in _M2W_CLICKS or (op == "SELECT" and select_as == "click"):
                 cx, cy = _point_in_image(*_centre(box), size)
@@ -498,7 +604,8 @@ def convert_mind2web(source_path_or_records, image_root, out_jsonl, *, split: st
                 image_size=list(size), instruction=goal, action=action, bbox=box, element_type=element_type,
                 source=f"mind2web/{task.get('website') or 'unknown'}", platform="web",
                 history=list(history), split=split)
-            _validated(record, where)
+            _validated(record, where, images)
+            report.note_clip(record, clip)
             history.append(action)
             return [record]
 
@@ -506,7 +613,7 @@ def convert_mind2web(source_path_or_records, image_root, out_jsonl, *, split: st
         records += _run(((f"{s}", lambda s=s, st=st: make(s, st)) for s, st in enumerate(actions, 1)),
                         report, strict)
     _unique_ids(records)
-    return _finish(records, report, out)
+    return _finish(records, report, out, images)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -543,23 +650,29 @@ def _aitw_episodes(items: Any, name: str) -> list[tuple[str, Any]]:
 
 
 def convert_aitw(source_path_or_records, image_root, out_jsonl, *, split: str = "train",
-                 impossible_as_done: bool = False, strict: bool = True) -> ConvertedPath:
+                 impossible_as_done: bool = False, strict: bool = True,
+                 max_pixels: int | None = None) -> ConvertedPath:
     """AITW in SeeClick's JSON form (``touch``/``lift`` normalised (x, y)) -> one record per step.
 
     Record numbers in messages count episodes in file order (categories in order), then the step.
     """
-    items, name, _ = _load(source_path_or_records)
+    items, name, is_jsonl = _load(source_path_or_records)
     out, root = _out_root(out_jsonl)
-    images, report = _Images(image_root, root), ConversionReport(name)
+    images, report = _Images(image_root, root, max_pixels), ConversionReport(name)
     records: list[data.UIRecord] = []
+    if is_jsonl:  # one episode (or one step) per line: bad lines are reported by line number
+        items = [item for _, item in _source_items(items, name, report, strict)]
 
     for number, (category, episode) in enumerate(_aitw_episodes(items, name), start=1):
         where_episode = f"{name} record {number}"
-        if not isinstance(episode, list):
-            error = data.RecordError(where_episode, None, f"expected an episode (a list of steps), got "
-                                                          f"{type(episode).__name__}")
+        try:
+            if not isinstance(episode, list):
+                raise data.RecordError(where_episode, None, f"expected an episode (a list of steps), got "
+                                                            f"{type(episode).__name__}")
+            _check_utf8(episode, where_episode)
+        except data.RecordError as error:
             if strict:
-                raise error
+                raise
             report.errors.append(str(error))
             continue
         history: list[dict] = []
@@ -579,7 +692,7 @@ def convert_aitw(source_path_or_records, image_root, out_jsonl, *, split: str = 
                                 "img_filename", suffixes=("", ".png", ".jpg"))
             size = images.size(image, where, "img_filename")
             width, height = size
-            bbox = None
+            bbox, clip = None, None
             if code == 4:
                 tx, ty = _numbers(_require(step, "touch", where, "[x, y]"), 2, where, "touch",
                                   "[x, y] normalised to 0-1")
@@ -592,7 +705,7 @@ def convert_aitw(source_path_or_records, image_root, out_jsonl, *, split: str = 
                     nx, ny = (tx + lx) / 2, (ty + ly) / 2
                     x, y = _point_in_image(nx * width, ny * height, size)
                     action = {"type": "click", "x": x, "y": y}
-                    bbox = _aitw_box(step.get("annot_position"), nx, ny, size, where)
+                    bbox, clip = _aitw_box(step.get("annot_position"), nx, ny, size, where)
                 else:
                     direction, axis = _swipe_direction(lx - tx, ly - ty)
                     amount = round(abs(ly - ty) * height if axis == "y" else abs(lx - tx) * width)
@@ -614,7 +727,8 @@ def convert_aitw(source_path_or_records, image_root, out_jsonl, *, split: str = 
                 action=action, bbox=bbox, element_type=None,
                 source=f"aitw/{category}" if category else "aitw", platform="mobile",
                 history=list(history), split=split)
-            _validated(record, where)
+            _validated(record, where, images)
+            report.note_clip(record, clip)
             history.append(action)
             return [record]
 
@@ -622,13 +736,15 @@ def convert_aitw(source_path_or_records, image_root, out_jsonl, *, split: str = 
         records += _run(((f"{s}", lambda s=s, st=st: make(s, st)) for s, st in enumerate(episode, 1)),
                         report, strict)
     _unique_ids(records)
-    return _finish(records, report, out)
+    return _finish(records, report, out, images)
 
 
-def _aitw_box(annotations: Any, nx: float, ny: float, size: tuple[int, int], where: str) -> list[float] | None:
-    """The smallest UI annotation box (``y, x, h, w`` normalised, flattened) holding the tap."""
+def _aitw_box(annotations: Any, nx: float, ny: float, size: tuple[int, int],
+              where: str) -> tuple[list[float] | None, _Clip | None]:
+    """The smallest UI annotation box (``y, x, h, w`` normalised, flattened) holding the tap, and
+    its clip (see :func:`_box_in_image`)."""
     if not annotations:
-        return None
+        return None, None
     flat = annotations if not isinstance(annotations[0], (list, tuple)) else [v for box in annotations for v in box]
     if len(flat) % 4:
         raise data.RecordError(where, "annot_position", f"expected (y, x, h, w) quadruples, got {len(flat)} numbers")
@@ -639,14 +755,15 @@ def _aitw_box(annotations: Any, nx: float, ny: float, size: tuple[int, int], whe
         if x <= nx <= x + w and y <= ny <= y + h and w > 0 and h > 0 and (best is None or w * h < best[2] * best[3]):
             best = (x, y, w, h)
     if best is None:
-        return None
+        return None, None
     x, y, w, h = best
     box = [x * width, y * height, (x + w) * width, (y + h) * height]
     return _box_in_image(box, size, where, "annot_position")
 
 
 def convert_androidcontrol(source_path_or_records, image_root, out_jsonl, *, split: str = "train",
-                           instruction: str = "goal", strict: bool = True) -> ConvertedPath:
+                           instruction: str = "goal", strict: bool = True,
+                           max_pixels: int | None = None) -> ConvertedPath:
     """AndroidControl episodes -> one record per action (pixels).
 
     Args:
@@ -663,12 +780,10 @@ def convert_androidcontrol(source_path_or_records, image_root, out_jsonl, *, spl
     if not isinstance(items, list):
         raise data.RecordError(name, None, "expected a list of episodes")
     out, root = _out_root(out_jsonl)
-    images, report = _Images(image_root, root), ConversionReport(name)
+    images, report = _Images(image_root, root, max_pixels), ConversionReport(name)
     records: list[data.UIRecord] = []
 
-    for number, episode in enumerate(items, start=1):
-        if episode is None:
-            continue  # a blank JSONL line
+    for number, episode in _source_items(items, name, report, strict):
         where_episode = f"{name} record {number}"
         try:
             episode_id = _require(episode, "episode_id", where_episode, "the episode id")
@@ -747,14 +862,14 @@ def convert_androidcontrol(source_path_or_records, image_root, out_jsonl, *, spl
                 id=f"androidcontrol-{_slug(episode_id)}-{i:03d}", image=str(images.stage(image)),
                 image_size=list(size), instruction=text, action=action, bbox=None, element_type=None,
                 source="androidcontrol", platform="mobile", history=list(history), split=split)
-            _validated(record, where)
+            _validated(record, where, images)
             history.append(action)
             return [record]
 
         report.n_read += len(actions)
         records += _run(((f"{s}", lambda s=s, a=a: make(s, a)) for s, a in enumerate(actions, 1)), report, strict)
     _unique_ids(records)
-    return _finish(records, report, out)
+    return _finish(records, report, out, images)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -778,6 +893,8 @@ def convert(format_name: str, source_path_or_records, image_root, out_jsonl, **o
     Example::
 
         convert("screenspot", "ScreenSpot/screenspot_mobile.json", "ScreenSpot/images", "data/ss/test.jsonl")
+
+    ``options`` go to the converter: every one takes ``split``, ``strict`` and ``max_pixels``.
 
     Raises:
         ValueError: unknown format (the message lists the known ones).
