@@ -2,15 +2,16 @@
 every type x format x space), and tolerant decoding of messy model outputs."""
 
 import math
+import time
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from uivlm_helpers.actions import (ACTION_FIELDS, ACTION_FORMATS, ACTION_TYPES, FORMAT_TEMPLATES, KEY_NAMES,
-                                   KEY_PATTERN, MODIFIER_KEYS, SCROLL_DIRECTIONS, Action, ActionDecoder,
-                                   ParseFailure, decode_to_pixels, encode_action, get_space, parse_action,
-                                   render_action)
+                                   KEY_PATTERN, MAX_ANSWER_CHARS, MODIFIER_KEYS, SCROLL_DIRECTIONS, Action,
+                                   ActionDecoder, ParseFailure, decode_to_pixels, encode_action, get_space,
+                                   parse_action, render_action)
 from uivlm_helpers.coords import LocTokenSpace
 
 SPACES = (None, "pixels", "norm1", "norm1000", "resized", "paligemma_loc", "florence_loc")
@@ -355,3 +356,150 @@ def test_from_model_output_to_pixels_end_to_end():
     assert not clamped and abs(action.x - 1000) <= 0.96 and abs(action.y - 100) <= 0.54
     _, clamped = decode_to_pixels(parse_action("click(1200, -4)", "text"), "norm1000", image_size)
     assert clamped
+
+
+# --- Hostile outputs: huge numbers, runaway length -------------------------------------------------
+
+NINES = "9" * 400  # beyond any float (math.isfinite raised OverflowError on such ints)
+MANY_NINES = "9" * 5000  # beyond Python's 4,300-digit int() limit too
+
+
+@pytest.mark.parametrize("digits", [NINES, MANY_NINES], ids=["400 digits", "5000 digits"])
+@pytest.mark.parametrize("action_format, template, reason", [
+    ("text", "click({n}, 5)", "x coordinate is too large"),
+    ("text", "click(x=5, y={n})", "y coordinate is too large"),
+    ("text", "click(1, 2, {n}, 4)", "x coordinate is too large"),  # a box, clicked at its centre
+    ("text", "drag(1, 2, 3, -{n})", "y2 coordinate is too large"),
+    ("text", "wait({n})", "seconds is too large"),
+    ("text", "scroll(down, {n})", "amount is too large"),
+    ("json", '{{"type":"click","x":{n},"y":1}}', "x coordinate is too large"),
+    ("json", '{{"type":"wait","seconds":{n}}}', "seconds is too large"),
+    ("json", '{{"type":"scroll","direction":"up","amount":{n}}}', "amount is too large"),
+    ("coordinates", "{n} 5 click", "x coordinate is too large"),
+    ("coordinates", "wait {n}", "seconds is too large"),
+    ("coordinates", "scroll down {n}", "amount is too large"),
+])
+def test_numbers_too_large_for_a_float_are_a_failure_naming_the_field(digits, action_format, template,
+                                                                       reason):
+    output = template.format(n=digits)
+    result = parse_action(output, action_format, "norm1000")
+    assert isinstance(result, ParseFailure), result
+    assert reason in result.reason and "1.8e+308" in result.reason and result.text == output
+    assert len(result.reason) < 200  # the number itself is not repeated
+
+
+@pytest.mark.parametrize("output, reason", [
+    ("click(1e400, 5)", "x coordinate is too large"),
+    ("wait(-1e999)", "seconds is too large"),
+    ('{"type": "wait", "seconds": Infinity}', "seconds is too large"),
+    ("click(1e999, 1, -1e999, 3)", "x coordinate is too large"),  # not NaN from inf - inf
+])
+def test_float_literals_beyond_range_are_too_large(output, reason):
+    result = parse_action(output, "json")
+    assert isinstance(result, ParseFailure) and reason in result.reason
+
+
+@pytest.mark.parametrize("space", ["paligemma_loc", "florence_loc"])
+@pytest.mark.parametrize("digits", [NINES, MANY_NINES], ids=["400 digits", "5000 digits"])
+def test_location_tokens_with_huge_numbers_are_a_failure(space, digits):
+    token, small = (f"<loc{digits}>", "<loc0001>") if space == "paligemma_loc" else (f"<loc_{digits}>", "<loc_1>")
+    result = parse_action(f"click({small}{token})", "text", space)
+    assert isinstance(result, ParseFailure), result
+    assert f"its number has {len(digits):,} digits" in result.reason and len(result.reason) < 200
+    # Long but plausible out-of-grid numbers are still read and clamped when decoding.
+    assert parse_action("click(<loc_0000000000001500><loc_20>)", "text", "florence_loc") == Action(
+        "click", x=1500, y=20)
+
+
+def test_actions_reject_huge_numbers_with_a_value_error():
+    for value in (10**400, -(10**5000), math.inf):
+        with pytest.raises(ValueError, match="x coordinate is too large"):
+            Action("click", x=value, y=1)
+    assert Action("click", x=10**300, y=1).x == 10**300  # large but a float can hold it
+
+
+def test_answers_longer_than_the_limit_are_a_failure_naming_length_and_limit():
+    answer = "click(1, 2) " + " " * MAX_ANSWER_CHARS
+    result = parse_action(answer, "text")
+    assert result == ParseFailure(f"answer too long: {len(answer):,} characters; the decoder reads at most "
+                                  f"{MAX_ANSWER_CHARS:,} (max_chars)", answer)
+    assert parse_action(answer[:MAX_ANSWER_CHARS], "text") == Action("click", x=1, y=2)
+    # Per decoder and per call.
+    assert ActionDecoder("text", max_chars=len(answer)).decode(answer) == click(1, 2)
+    short = ActionDecoder("json", max_chars=5).decode("click(1, 2)")
+    assert isinstance(short, ParseFailure) and "11 characters" in short.reason and "at most 5" in short.reason
+    assert parse_action(answer, "text", max_chars=len(answer)) == Action("click", x=1, y=2)
+    for bad in (0, -1, 2.5, True, None):
+        with pytest.raises(ValueError, match="max_chars must be a whole number >= 1"):
+            ActionDecoder("text", max_chars=bad)
+
+
+# Each repeated many times, these made the decoder try (and fail) a candidate at every few
+# characters, or scan to the end of the text from each one.
+HOSTILE_PIECES = ["click(", "{", '{"', "type(\"", "type('", "click(<|object_ref_start|>", "1 ", "<loc0001>",
+                  "(", "[", "<|box_start|>", "a(", "wait ", "1e", NINES[:40], "-", '"', "\\", "\n"]
+
+
+def _repeat(piece, length):
+    return (piece * (length // len(piece) + 1))[:length]
+
+
+def test_answers_of_any_length_are_rejected_at_once():
+    for piece in HOSTILE_PIECES:
+        output = _repeat(piece, 400_000)  # took seconds to minutes before the length limit
+        for action_format in ACTION_FORMATS:
+            started = time.perf_counter()
+            result = parse_action(output, action_format, "paligemma_loc")
+            assert time.perf_counter() - started < 1.0
+            assert isinstance(result, ParseFailure) and "answer too long: 400,000 characters" in result.reason
+
+
+@pytest.mark.parametrize("piece", ["click(", "{", "type(\"", "1 "])
+def test_worst_answers_at_the_limit_decode_in_bounded_time(piece):
+    output = _repeat(piece, MAX_ANSWER_CHARS)
+    started = time.perf_counter()
+    result = parse_action(output, "coordinates", "paligemma_loc")  # tries every shape
+    # Generous for a loaded machine: the worst of these takes about 0.3 s.
+    assert time.perf_counter() - started < 2.0
+    assert isinstance(result, ParseFailure) and len(result.reason) <= 200
+
+
+def _hostile_number():
+    digits = st.integers(1, 6000).map(lambda n: "9" * n)
+    return st.one_of(st.integers().map(str), digits, st.builds("{}e{}".format, st.integers(), st.integers()),
+                     st.sampled_from(["Infinity", "-Infinity", "NaN", "1e400", "-0", "00000000000001"]))
+
+
+def _hostile_answer():
+    """Any format's shapes with numbers of any size and junk around them."""
+    number = _hostile_number()
+    loc = number.map(lambda n: f"<loc{n.lstrip('-')}>") | number.map(lambda n: f"<loc_{n.lstrip('-')}>")
+    arguments = st.lists(st.one_of(number, loc), max_size=5).map(", ".join)
+    verb = st.sampled_from(ACTION_TYPES + ("tap",))
+    call = st.builds("{}({})".format, verb, arguments)
+    bare = st.builds("{} {}".format, st.lists(st.one_of(number, loc), max_size=5).map(" ".join), verb)
+    json_action = st.builds(lambda t, fields: "{" + ", ".join([f'"type": "{t}"'] + [f'"{k}": {v}' for k, v in fields])
+                            + "}", verb, st.lists(st.tuples(st.sampled_from(("x", "y", "x2", "y2", "amount",
+                                                                                "seconds", "direction")),
+                                                            number), max_size=5))
+    piece = st.one_of(call, bare, json_action, JUNK, st.text(max_size=20))
+    return st.lists(piece, min_size=1, max_size=4).map(" ".join)
+
+
+@pytest.mark.parametrize("action_format", ACTION_FORMATS)
+@settings(max_examples=150, deadline=None)
+@given(output=_hostile_answer(), space_name=st.sampled_from(SPACES))
+def test_fuzz_hostile_answers_decode_to_an_action_or_a_failure(action_format, output, space_name):
+    space = resolve(space_name)
+    started = time.perf_counter()
+    result = parse_action(output, action_format, space)
+    assert time.perf_counter() - started < 2.0
+    if isinstance(result, ParseFailure):
+        assert result.reason and result.text == output and len(result.reason) <= 200
+        return
+    assert isinstance(result, Action)
+    if space is not None:  # what an agent does next: map to pixels, all finite and on the screenshot
+        pixels, _ = decode_to_pixels(result, space, (1288, 728))
+        for name in ("x", "y", "x2", "y2"):
+            value = getattr(pixels, name)
+            assert value is None or 0 <= value <= 1288

@@ -55,6 +55,16 @@ told "json" that answers ``click(1, 2)`` still decodes). The bare coordinates sh
 by the ``coordinates`` format, because its verbs (``done``, ``press the ...``) occur in ordinary
 prose; in that format keep answers bare. When nothing parses, the reported reason comes from the
 first candidate of the requested format, else from the first candidate of any shape.
+
+Limits that keep decoding safe and quick on any output:
+
+* An answer longer than :data:`MAX_ANSWER_CHARS` characters (configurable per call and per
+  :class:`ActionDecoder`) is not read at all: it is a failure naming its length and the limit.
+  Real answers are a few dozen characters (generation stops after ``max_new_tokens``, 24 by
+  default), so the limit only stops runaway or garbage output from costing seconds to scan.
+* Numbers must fit a float (magnitude at most about ``1.8e308``): ``click(9...9, 5)`` with
+  hundreds of digits, ``1e400`` or a JSON ``Infinity`` is a failure such as ``"x coordinate is
+  too large ..."``, never an exception.
 """
 
 from __future__ import annotations
@@ -62,13 +72,14 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from dataclasses import dataclass, replace
 
 from .coords import SPACE_NAMES, CoordinateSpace, LocTokenSpace, get_space, smart_resize
 
 __all__ = [
     "ACTION_TYPES", "ACTION_FORMATS", "ACTION_FIELDS", "POINT_ACTIONS", "SCROLL_DIRECTIONS",
-    "KEY_PATTERN", "KEY_NAMES", "MODIFIER_KEYS", "FORMAT_TEMPLATES",
+    "KEY_PATTERN", "KEY_NAMES", "MODIFIER_KEYS", "FORMAT_TEMPLATES", "MAX_ANSWER_CHARS",
     "Action", "ParseFailure", "ActionDecoder", "render_action", "parse_action",
     "encode_action", "decode_to_pixels",
     "CoordinateSpace", "SPACE_NAMES", "get_space", "smart_resize",
@@ -121,9 +132,28 @@ FORMAT_TEMPLATES = {
 }
 
 
+#: Longest model answer (in characters) the decoder reads; longer ones are a ParseFailure. Real
+#: answers are tens of characters; 10,000 leaves room for long typed text and chatty prose while
+#: keeping the worst-case decode of garbage well under a second.
+MAX_ANSWER_CHARS = 10_000
+
+_FLOAT_MAX = sys.float_info.max
+# An integer literal with more significant digits than this exceeds any float (10**309 > 1.8e308).
+_MAX_INT_DIGITS = len(str(int(_FLOAT_MAX)))
+
+
+def _numeric(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _too_large(value) -> bool:
+    """±inf, or an int beyond the float range (``math.isfinite`` would raise OverflowError on it)."""
+    return math.isinf(value) if isinstance(value, float) else not -_FLOAT_MAX <= value <= _FLOAT_MAX
+
+
 def _is_number(value) -> bool:
     # bool is an int subclass but never a coordinate; NaN/inf cannot be rendered or clicked.
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return _numeric(value) and not math.isnan(value) and not _too_large(value)
 
 
 # field -> (label used in messages, what is expected, check)
@@ -181,6 +211,10 @@ class Action:
                     raise ValueError(f"{self.type} takes no {name} (it takes {takes})")
             elif value is None:
                 raise ValueError(f"missing {label} for {self.type}")
+            elif _numeric(value) and _too_large(value):
+                # Not repr(value): a huge int has thousands of digits (past 4,300 repr raises).
+                raise ValueError(f"{label} is too large: a number must be finite and at most "
+                                 f"{_FLOAT_MAX:.2g} in magnitude")
             elif not check(value):
                 raise ValueError(f"{label} must be {expected}, got {value!r}")
 
@@ -294,10 +328,19 @@ _CLOSERS = {"(": ")", "[": "]", "<|box_start|>": "<|box_end|>"}
 _MAX_NESTING = 8  # deeper brackets are garbage; the limit also keeps recursion bounded
 
 
+def _int_literal(raw: str) -> int | float:
+    """A decimal integer literal's value; ±inf when it has more digits than any float holds, as
+    ``float()`` reads ``1e400``, so :class:`Action` reports the field as too large. (``int()``
+    would take time growing with the length, and past 4,300 digits raise Python's own error.)"""
+    if len(raw.lstrip("+-").lstrip("0")) > _MAX_INT_DIGITS:
+        return -math.inf if raw.startswith("-") else math.inf
+    return int(raw)
+
+
 def _to_number(raw: str) -> int | float | None:
     if re.fullmatch(_NUMBER, raw) is None:
         return None
-    return int(raw) if re.fullmatch(r"[+-]?\d+", raw) else float(raw)
+    return _int_literal(raw) if re.fullmatch(r"[+-]?\d+", raw) else float(raw)
 
 
 def _unquote(literal: str) -> str:
@@ -410,6 +453,8 @@ def _numbers(values: list[tuple], space) -> list:
 
 
 def _middle(a, b):
+    if _too_large(a) or _too_large(b):
+        return math.inf  # Action reports the coordinate as too large (inf - inf would be NaN)
     # Whole-number units stay whole when the centre falls on a unit; otherwise keep the half.
     total = a + b
     return total // 2 if isinstance(total, int) and total % 2 == 0 else total / 2
@@ -496,7 +541,7 @@ _COORD_ARGUMENTS = {
     "wait": re.compile(rf"\s+({_NUMBER})(?!\w)"),
     "done": re.compile(""),
 }
-_JSON = json.JSONDecoder()
+_JSON = json.JSONDecoder(parse_int=_int_literal)
 
 
 def _read_call(text, match, space, native):
@@ -511,11 +556,14 @@ def _read_unknown_call(text, match, space, native):
 
 def _read_json(text, match, space, native):
     try:
-        obj, _ = _JSON.raw_decode(text, match.start())
+        # From a copy of the rest, not raw_decode(text, start): a decode error counts the lines
+        # before its position, which over every "{" of a long text would take quadratic time.
+        obj, _ = _JSON.raw_decode(text[match.start():])
     except (ValueError, RecursionError) as error:
         # A stray "{" in prose is only worth reporting when JSON was asked for.
         if native:
-            raise ValueError(f"invalid JSON: {getattr(error, 'msg', 'nested too deep')}") from None
+            detail = error.msg if isinstance(error, json.JSONDecodeError) else "nested too deep"
+            raise ValueError(f"invalid JSON: {detail}") from None
         return None
     if not isinstance(obj, dict) or "type" not in obj:
         return None
@@ -571,8 +619,20 @@ _ACCEPTED_SHAPES = {"text": ("text", "json"), "json": ("text", "json"),
                     "coordinates": ("text", "json", "coordinates")}
 
 
-def parse_action(text: str, action_format: str,
-                 space: CoordinateSpace | str | None = None) -> Action | ParseFailure:
+def _shorten(reason: str, limit: int = 200) -> str:
+    # Reasons quote the model's words, which can be thousands of characters of garbage; the quote
+    # is for recognising the problem (the full output stays in ParseFailure.text).
+    return reason if len(reason) <= limit else f"{reason[:limit - 70]} ... {reason[-60:]}"
+
+
+def _check_max_chars(max_chars) -> int:
+    if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1:
+        raise ValueError(f"max_chars must be a whole number >= 1, got {max_chars!r}")
+    return max_chars
+
+
+def parse_action(text: str, action_format: str, space: CoordinateSpace | str | None = None, *,
+                 max_chars: int = MAX_ANSWER_CHARS) -> Action | ParseFailure:
     """Read the action in a model's output; never raises on the output itself.
 
     Args:
@@ -581,17 +641,23 @@ def parse_action(text: str, action_format: str,
             other shapes each format also accepts).
         space: needed to read location tokens (``paligemma_loc``, ``florence_loc``); the action's
             coordinates come back in the space's units either way.
+        max_chars: longer outputs are a failure without being read (see :data:`MAX_ANSWER_CHARS`).
 
     Returns:
         The :class:`Action`, or a :class:`ParseFailure` saying why there is none.
 
     Raises:
-        ValueError: unknown ``action_format`` or space name (caller errors, not model errors).
+        ValueError: unknown ``action_format`` or space name, or a ``max_chars`` below 1 (caller
+            errors, not model errors).
     """
     _check_format(action_format)
     space = _resolve_space(space)
+    _check_max_chars(max_chars)
     if not isinstance(text, str):
         return ParseFailure(f"expected text, got {type(text).__name__}", repr(text))
+    if len(text) > max_chars:
+        return ParseFailure(f"answer too long: {len(text):,} characters; the decoder reads at most "
+                            f"{max_chars:,} (max_chars)", text)
     candidates = sorted((match.start(), index, match)
                         for index, (shape_format, start, _) in enumerate(_SHAPES)
                         if shape_format in _ACCEPTED_SHAPES[action_format]
@@ -603,7 +669,7 @@ def parse_action(text: str, action_format: str,
         try:
             action = read(text, match, space, native)
         except ValueError as error:
-            failures.setdefault(native, str(error))
+            failures.setdefault(native, _shorten(str(error)))
             continue
         if action is not None:
             return action
@@ -617,17 +683,22 @@ class ActionDecoder:
     ``ActionDecoder("text").decode("click(100, 200)") == {"type": "click", "x": 100, "y": 200}``
     """
 
-    def __init__(self, action_format: str = "text", space: CoordinateSpace | str | None = None):
+    def __init__(self, action_format: str = "text", space: CoordinateSpace | str | None = None, *,
+                 max_chars: int = MAX_ANSWER_CHARS):
         """Args:
             action_format: one of :data:`ACTION_FORMATS`.
             space: the coordinate space, needed for location tokens (see :func:`parse_action`).
+            max_chars: the longest answer read; longer ones are a :class:`ParseFailure` naming
+                the length and this limit (see :data:`MAX_ANSWER_CHARS`).
 
         Raises:
-            ValueError: unknown format (the message lists the supported ones) or space name.
+            ValueError: unknown format (the message lists the supported ones) or space name, or
+                a ``max_chars`` below 1.
         """
         _check_format(action_format)
         self.action_format = action_format
         self.space = _resolve_space(space)
+        self.max_chars = _check_max_chars(max_chars)
 
     def decode(self, text: str) -> dict | ParseFailure:
         """The action as :meth:`Action.to_dict`, or the :class:`ParseFailure`."""
@@ -636,7 +707,7 @@ class ActionDecoder:
 
     def decode_action(self, text: str) -> Action | ParseFailure:
         """The :class:`Action`, or the :class:`ParseFailure`."""
-        return parse_action(text, self.action_format, self.space)
+        return parse_action(text, self.action_format, self.space, max_chars=self.max_chars)
 
 
 # --- Coordinates of whole actions ------------------------------------------------------------------

@@ -201,19 +201,31 @@ class LocTokenSpace(GridSpace):
         Out-of-grid numbers are kept (decoding clamps and flags them).
 
         Raises:
-            ValueError: a token belongs to another space, or the run has an odd length.
+            ValueError: a token belongs to another space, its number is too long to be a grid
+                position, or the run has an odd length.
         """
         values = []
         for token in tokens:
             match = re.fullmatch(self.token_regex, token)
+            shown = token if len(token) <= 24 else token[:20] + "...>"
             if match is None:
-                raise ValueError(f"{token} is not a {self.name} location token")
+                raise ValueError(f"{shown} is not a {self.name} location token")
+            # Such a number is far beyond any grid (clamping would not change the answer), and
+            # int() of thousands of digits is slow and past 4,300 raises Python's own error.
+            digits = len(match.group(1).lstrip("0"))
+            if digits > _MAX_TOKEN_DIGITS:
+                raise ValueError(f"{shown} is not a {self.name} location token: its number has "
+                                 f"{digits:,} digits (the grid is 0..{max(self.grid) - 1})")
             values.append(int(match.group(1)))
         if len(values) % 2:
             raise ValueError(f"{len(values)} location tokens; a point needs two")
         if self.y_first:
             values = [v for i in range(0, len(values), 2) for v in (values[i + 1], values[i])]
         return values
+
+
+# Location-token numbers are read (and clamped) up to this many digits; longer ones are an error.
+_MAX_TOKEN_DIGITS = 16
 
 
 PIXELS = PixelSpace()
