@@ -1,15 +1,18 @@
 """The run configuration: one object that every notebook reads.
 
-It loads the seed guide's YAML unchanged (``model:``, ``training:``, ``algorithm:``, ``task_prompt``),
-adds the sections the workbook needs (``data:``, ``evaluation:``, ``share:``), validates every value with
-an error that names the key and what was expected, and is saved into the run folder by 01_setup so the
-later notebooks start from exactly what was chosen there.
+It loads the seed guide's YAML unchanged (``model:``, ``training:``, ``algorithm:``, ``task_prompt`` and
+``few_shot_prompt`` with their ``{task_description}`` placeholder), adds the sections the workbook needs
+(``data:``, ``evaluation:``, ``share:``), validates every value with an error that names the key, the value
+and what is allowed, and is saved into the run folder by 01_setup so the later notebooks start from exactly
+what was chosen there.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import math
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
@@ -141,7 +144,11 @@ class RunConfig:
     share: ShareSettings = field(default_factory=ShareSettings)
     task_prompt: str = DEFAULT_TASK_PROMPT
     system_prompt: str | None = None
+    # Worked examples (drawn from the training split) shown before the instruction; 0: zero-shot.
     few_shot: int = 0
+    # The template used instead of task_prompt when few-shot examples are shown (the seed guide's key;
+    # it may carry written examples of its own). None: task_prompt.
+    few_shot_prompt: str | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -207,25 +214,44 @@ def _coerce(hint, value, key):
             return value
         raise ConfigError(f"{key}: expected true or false, got {value!r}")
     if hint in (int, float):
-        # PyYAML reads "1e-5" as a string; accept numeric strings, reject anything else.
-        if isinstance(value, bool):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        try:
-            number = float(value) if isinstance(value, str) else value
-        except ValueError:
-            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
-        if not isinstance(number, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        if hint is int:
-            if float(number) != int(number):
-                raise ConfigError(f"{key}: expected a whole number, got {value!r}")
-            return int(number)
-        return float(number)
+        return _number(hint, value, key)
     if hint is str:
         if not isinstance(value, str):
             raise ConfigError(f"{key}: expected text, got {value!r}")
         return value
     return value
+
+
+# Whole numbers end up in torch / numpy int64 values (steps, seeds, sizes); larger ones cannot mean anything.
+_INT_LIMIT = 2 ** 63
+
+
+def _number(hint, value, key):
+    """A YAML / papermill value as a finite ``int`` or ``float``, or ConfigError naming the key."""
+    # PyYAML reads "1e-5" as a string; accept numeric strings, reject anything else.
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    number = value
+    if isinstance(value, str):
+        try:  # whole-number text is read exactly (float would round 20-digit seeds)
+            number = int(value) if hint is int and re.fullmatch(r"\s*[-+]?\d[\d_]*\s*", value) else float(value)
+        except ValueError:
+            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+    try:
+        as_float = float(number)
+    except OverflowError:  # an int too large for a float
+        as_float = math.inf
+    if (isinstance(number, float) and not math.isfinite(number)) or (hint is float and not math.isfinite(as_float)):
+        raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+    if hint is float:
+        return as_float
+    if isinstance(number, float):
+        if not number.is_integer():
+            raise ConfigError(f"{key}: expected a whole number, got {value!r}")
+        number = int(number)
+    if not -_INT_LIMIT < number < _INT_LIMIT:
+        raise ConfigError(f"{key}: expected a whole number between -2**63 and 2**63, got {value!r}")
+    return number
 
 
 def _build(cls, data: dict, prefix: str = ""):
@@ -258,25 +284,117 @@ def _tristate(value, key) -> str:
     raise ConfigError(f"{key}: expected one of {list(SWITCHES)}, got {value!r}")
 
 
+# numpy's seeds (transformers.set_seed seeds numpy too) must lie below 2**32.
+SEED_LIMIT = 2 ** 32
+_SEED_RANGE = (lambda v: 0 <= v < SEED_LIMIT, f"a whole number from 0 to {SEED_LIMIT - 1}")
+_PIXEL_BUDGET = (lambda v: v >= 1, "1 or more pixels, or null for the checkpoint's budget")
+# Generated screens ("synthetic", "tasks") need this many pixels a side for readable labels.
+MIN_SCREEN_SIDE = 160
+_SCREEN_SIDE = (lambda v: v >= MIN_SCREEN_SIDE, f"{MIN_SCREEN_SIDE} or more pixels (generated screens need "
+                                                 "room for readable labels)")
+
+#: The numeric settings and the values each accepts: dotted key -> (test, what is allowed). A None value
+#: means "not set" (the key's default behaviour) and is not tested; every value must also be finite.
+NUMBER_RANGES = {
+    "model.lora_config.r": (lambda v: v >= 1, "a rank of 1 or more"),
+    "model.lora_config.lora_alpha": (lambda v: v >= 1, "1 or more (the update is scaled by lora_alpha / r)"),
+    "model.lora_config.lora_dropout": (lambda v: 0 <= v < 1, "a probability with 0 <= value < 1"),
+    "model.max_new_tokens": (lambda v: v >= 1, "1 or more tokens"),
+    "model.temperature": (lambda v: v >= 0, "0 or more"),
+    "model.min_pixels": _PIXEL_BUDGET,
+    "model.max_pixels": _PIXEL_BUDGET,
+    "training.batch_size": (lambda v: v >= 1, "1 or more"),
+    "training.gradient_accumulation_steps": (lambda v: v >= 1, "1 or more"),
+    "training.checkpoint_interval": (lambda v: v >= 1, "1 or more steps"),
+    "training.max_steps": (lambda v: v >= 0, "0 or more steps (0: train for training.num_epochs)"),
+    "training.num_epochs": (lambda v: v > 0, "more than 0 epochs"),
+    "training.warmup_steps": (lambda v: v >= 0, "0 or more steps"),
+    "training.logging_steps": (lambda v: v >= 1, "1 or more steps"),
+    "training.seed": _SEED_RANGE,
+    "training.max_length": (lambda v: v >= 1, "1 or more tokens, or null for no limit"),
+    "training.memory_budget_gib": (lambda v: v > 0, "a positive number of GiB, or null for the GPU's memory"),
+    "algorithm.learning_rate": (lambda v: v > 0, "more than 0"),
+    "algorithm.weight_decay": (lambda v: v >= 0, "0 or more"),
+    "data.train_size": (lambda v: v >= 1, "1 or more records"),
+    "data.eval_size": (lambda v: v >= 1, "1 or more records"),
+    "data.image_width": _SCREEN_SIDE,
+    "data.image_height": _SCREEN_SIDE,
+    "data.seed": _SEED_RANGE,
+    "evaluation.max_samples": (lambda v: v >= 1, "1 or more records, or null for the whole split"),
+    "evaluation.batch_size": (lambda v: v >= 1, "1 or more"),
+    "evaluation.gallery_size": (lambda v: v >= 0, "0 or more screenshots"),
+    "few_shot": (lambda v: v >= 0, "0 or more examples (0: zero-shot)"),
+}
+
+#: ``model.device`` values the model loader understands (``auto``: ``device_map="auto"``).
+DEVICE_PATTERN = re.compile(r"cpu|auto|cuda(:\d+)?")
+DEVICE_FORMS = "'cpu', 'cuda', 'cuda:N' (a GPU index such as cuda:1) or 'auto'"
+
+
+def _value(config, dotted_key):
+    node = config
+    for part in dotted_key.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def _check_numbers(config: RunConfig) -> None:
+    for key, (accepts, allowed) in NUMBER_RANGES.items():
+        value = _value(config, key)
+        if value is None:
+            continue
+        # values set as attributes skip _coerce; a NaN would slip through every comparison
+        finite = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not finite or not accepts(value):
+            raise ConfigError(f"{key}: expected {allowed}, got {value!r}")
+
+
+def _check_prompt(template, key) -> None:
+    from .prompts import template_problem
+
+    if not isinstance(template, str):
+        raise ConfigError(f"{key}: expected text, got {template!r}")
+    problem = template_problem(template)
+    if problem:
+        raise ConfigError(f"{key}: {problem}; got {template!r}")
+
+
+def _check_repo_id(repo_id) -> None:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    expected = "expected a Hub repository id 'namespace/name' (letters, digits, '-', '_', '.')"
+    if not isinstance(repo_id, str) or repo_id.count("/") != 1:
+        raise ConfigError(f"share.repo_id: {expected}, got {repo_id!r}")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise ConfigError(f"share.repo_id: {expected}, got {repo_id!r} ({error})") from None
+
+
 def validate(config: RunConfig) -> RunConfig:
     """Check values that have a fixed set of choices or ranges; returns the config."""
     from .actions import ACTION_FORMATS
+    from .run_data import SPLIT_FILES
 
     m, t = config.model, config.training
     _check_choice(m.action_format, ACTION_FORMATS, "model.action_format")
     _check_choice(m.torch_dtype, TORCH_DTYPES, "model.torch_dtype")
     _check_choice(m.lora_config.bias, ("none", "all", "lora_only"), "model.lora_config.bias")
     _check_choice(t.mixed_precision, MIXED_PRECISION, "training.mixed_precision")
+    _check_choice(config.evaluation.split, list(SPLIT_FILES), "evaluation.split")
+    if not isinstance(m.device, str) or not DEVICE_PATTERN.fullmatch(m.device):
+        raise ConfigError(f"model.device: expected {DEVICE_FORMS}, got {m.device!r}")
     for key in ("cache_vision_features", "fused_cross_entropy"):
         setattr(t, key, _tristate(getattr(t, key), f"training.{key}"))
     if m.load_in_8bit and m.load_in_4bit:
         raise ConfigError("model.load_in_8bit and model.load_in_4bit: choose at most one")
-    for key, value in [("model.lora_config.r", m.lora_config.r), ("training.batch_size", t.batch_size),
-                       ("training.gradient_accumulation_steps", t.gradient_accumulation_steps),
-                       ("training.checkpoint_interval", t.checkpoint_interval),
-                       ("model.max_new_tokens", m.max_new_tokens)]:
-        if value < 1:
-            raise ConfigError(f"{key}: expected a positive number, got {value}")
+    _check_numbers(config)
+    if m.min_pixels is not None and m.max_pixels is not None and m.min_pixels > m.max_pixels:
+        raise ConfigError(f"model.min_pixels={m.min_pixels} and model.max_pixels={m.max_pixels}: "
+                          "expected min_pixels <= max_pixels")
+    if m.do_sample and m.temperature == 0:
+        raise ConfigError("model.temperature: expected more than 0 with model.do_sample=true (sampling at "
+                          "temperature 0 is undefined; use do_sample=false for greedy decoding), got 0.0")
     from transformers import SchedulerType
 
     _check_choice(t.lr_scheduler, [s.value for s in SchedulerType], "training.lr_scheduler")
@@ -293,14 +411,11 @@ def validate(config: RunConfig) -> RunConfig:
     if layers and not t.gradient_checkpointing:
         raise ConfigError(f"training.uncheckpointed_layers={layers!r} only applies with "
                           "training.gradient_checkpointing=true (without it no layer is checkpointed)")
-    if t.memory_budget_gib is not None and t.memory_budget_gib <= 0:
-        raise ConfigError(f"training.memory_budget_gib: expected a positive number of GiB, got {t.memory_budget_gib}")
-    if not 0 <= m.lora_config.lora_dropout < 1:
-        raise ConfigError(f"model.lora_config.lora_dropout: expected 0 <= value < 1, got {m.lora_config.lora_dropout}")
-    if config.algorithm.learning_rate <= 0:
-        raise ConfigError(f"algorithm.learning_rate: expected > 0, got {config.algorithm.learning_rate}")
-    if "{instruction}" not in config.task_prompt:
-        raise ConfigError("task_prompt: must contain '{instruction}' where the instruction goes")
+    _check_prompt(config.task_prompt, "task_prompt")
+    if config.few_shot_prompt is not None:
+        _check_prompt(config.few_shot_prompt, "few_shot_prompt")
+    if config.share.repo_id is not None:
+        _check_repo_id(config.share.repo_id)
     return config
 
 

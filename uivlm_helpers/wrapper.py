@@ -106,6 +106,7 @@ class VLMWrapper:
         lora_config: ``r``, ``lora_alpha``, ``target_modules``, ``lora_dropout``, ``bias``.
         load_in_8bit / load_in_4bit: quantize the base with bitsandbytes (4-bit = QLoRA's NF4).
         action_format: ``"text"``, ``"json"`` or ``"coordinates"``.
+        few_shot_prompt: the template used instead of ``task_prompt`` when few-shot examples are given.
         min_pixels / max_pixels: the processor's pixel budget (None keeps the checkpoint's).
         trust_remote_code: off unless you trust the checkpoint's code.
         constrained: constrained decoding by default in :meth:`predict` (answers can only be
@@ -116,7 +117,7 @@ class VLMWrapper:
                  use_lora: bool = False, lora_config: dict | None = None, load_in_8bit: bool = False,
                  load_in_4bit: bool = False, action_format: str = "text", max_new_tokens: int = 24,
                  temperature: float = 0.0, do_sample: bool = False, task_prompt: str = DEFAULT_TASK_PROMPT,
-                 system_prompt: str | None = None, min_pixels: int | None = None,
+                 system_prompt: str | None = None, few_shot_prompt: str | None = None, min_pixels: int | None = None,
                  max_pixels: int | None = None, trust_remote_code: bool = False, constrained: bool = False,
                  seed: int = 0):
         model_path = resolve_model_path(model_name)
@@ -136,6 +137,7 @@ class VLMWrapper:
         self.decoder = ActionDecoder(action_format)
         self.generation = {"max_new_tokens": max_new_tokens, "temperature": temperature, "do_sample": do_sample}
         self.task_prompt, self.system_prompt = task_prompt, system_prompt
+        self.few_shot_prompt = few_shot_prompt
         self.trust_remote_code = trust_remote_code
         self.constrained = constrained
         base_name = agent["base_model"] if agent and agent.get("adapter") else model_name
@@ -165,6 +167,7 @@ class VLMWrapper:
                       load_in_4bit=m.load_in_4bit, action_format=m.action_format,
                       max_new_tokens=m.max_new_tokens, temperature=m.temperature, do_sample=m.do_sample,
                       task_prompt=config.task_prompt, system_prompt=config.system_prompt,
+                      few_shot_prompt=config.few_shot_prompt,
                       min_pixels=m.min_pixels, max_pixels=m.max_pixels,
                       trust_remote_code=m.trust_remote_code, constrained=m.constrained_decoding,
                       seed=config.training.seed)
@@ -271,7 +274,7 @@ class VLMWrapper:
     def prompt_text(self, instruction: str, examples=None) -> str:
         """The full model prompt (chat template applied) for one instruction."""
         text = user_text(self.task_prompt, instruction, self.action_format, self.adapter.coordinate_space,
-                         examples)
+                         examples, self.few_shot_prompt)
         return self.adapter.prompt_text(self.processor, text, self.system_prompt)
 
     def render_target(self, action: dict | Action, image_size: tuple[int, int]) -> str:
