@@ -367,3 +367,38 @@ def test_unknown_models_and_missing_files_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="pixel budget"):
         VLMWrapper("uivlm/tiny-llava", max_pixels=100_000)
     assert get_adapter("llava-hf/llava-1.5-7b-hf").name == "llava"
+
+
+@pytest.mark.parametrize("name", FAMILY_MODELS)
+def test_lora_reaches_every_linear_layer_of_an_unfrozen_tower(name, shots):
+    from peft.tuners.lora import LoraLayer
+
+    from uivlm_helpers.config import load_config
+
+    def config(freeze):
+        return load_config({"model": {"name": name, "use_lora": True, "freeze_vision_encoder": freeze,
+                                      "lora_config": {"r": 2}}})
+
+    agent = VLMWrapper.from_config(config(False))
+    prefixes = agent.adapter.vision_module_prefixes
+    modules = dict(agent.model.named_modules())
+    in_vision = [n for n in modules if any(p in n + "." for p in prefixes)]
+    adapted = [n for n in in_vision if isinstance(modules[n], LoraLayer)]
+    # Every linear layer of the tower and projector has an adapter, and only linear layers (no convolution).
+    bare = [n for n in in_vision if type(modules[n]) is torch.nn.Linear
+            and not n.endswith("base_layer") and ".lora_" not in n]
+    assert adapted and not bare, f"linear layers without LoRA: {bare[:5]}"
+    assert all(type(modules[n].base_layer) is torch.nn.Linear for n in adapted)
+    parts = agent.trained_parts()["parts"]
+    for part in ("vision_tower", "projector", "language_model"):
+        assert parts[part]["lora"] > 0 and parts[part]["full"] == 0, part
+    # The adapters on the tower get gradients: the tower really trains.
+    agent.forward([s["image"] for s in shots[:2]], [s["instruction"] for s in shots[:2]],
+                  [s["action"] for s in shots[:2]])["loss"].backward()
+    tower_grads = [p.grad for n, p in agent.model.named_parameters()
+                   if "lora_B" in n and agent.adapter.part_of(n) == "vision_tower"]
+    assert tower_grads and any(g is not None and g.abs().sum() > 0 for g in tower_grads)
+
+    frozen = VLMWrapper.from_config(config(True)).trained_parts()["parts"]
+    assert frozen["vision_tower"]["trainable"] == frozen["projector"]["trainable"] == 0
+    assert frozen["language_model"]["lora"] == parts["language_model"]["lora"]

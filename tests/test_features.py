@@ -342,3 +342,25 @@ def test_self_check_turns_batches_without_pixels_off_when_they_differ(screens, t
     assert trainer.fast_path["text_only_batches"] is False and trainer.fast_path["self_check"]["ok"]
     assert "differ from the processor's in ['position_ids']" in capsys.readouterr().out
     assert trainer.data_collator.text_only is False
+
+
+def test_lora_on_an_unfrozen_tower_turns_the_cache_off_with_one_line_and_true_fails(screens, tmp_path, capsys):
+    # model.freeze_vision_encoder: false under LoRA puts adapters on the tower: its features change as it
+    # trains, so auto must not cache them.
+    config = load_config({"model": {"name": QWEN, "use_lora": True, "freeze_vision_encoder": False,
+                                    "lora_config": {"r": 2}}})
+    wrapper = VLMWrapper.from_config(config)
+    tower = features.trainable_vision_parameters(wrapper)
+    assert tower and all("lora_" in n for n in tower)
+    plain = UICollator(wrapper)
+    collator, info = features.prepare_fast_path(config, wrapper, screens[:2], tmp_path, plain)
+    assert collator is plain and info["cache_vision_features"] is False
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("cache_vision_features")]
+    assert len(lines) == 1 and "trainable" in lines[0] and "lora_" in lines[0]
+    assert "freeze_vision_encoder" in info["cache_reason"]
+    config.training.cache_vision_features = "true"
+    with pytest.raises(FastPathError, match="cache_vision_features=true.*trainable"):
+        features.prepare_fast_path(config, wrapper, screens[:2], tmp_path, plain)
+    # Frozen (the default): LoRA stays off the tower and auto caches.
+    frozen = VLMWrapper.from_config(load_config({"model": {"name": QWEN, "lora_config": {"r": 2}}}))
+    assert not features.trainable_vision_parameters(frozen) and decide_cache("auto", frozen).enabled

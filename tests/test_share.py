@@ -1,5 +1,7 @@
 """Sharing: model card, dry-run upload plan, and a push that fails safely without leaking the token."""
 
+import json
+
 import pytest
 
 from uivlm_helpers import share
@@ -132,3 +134,100 @@ def test_the_run_configuration_travels_with_the_agent(tmp_path):
                               tmp_path / "share", merge=True, config=config)
     assert load_config(folder / share.RUN_CONFIG_FILE) == config
     assert (folder / "model.safetensors").is_file()
+
+
+def test_model_card_says_what_was_trained_counted_from_the_parameters():
+    from uivlm_helpers.wrapper import VLMWrapper
+
+    metrics = {"fine-tuned": {"n": 1}}
+    for freeze in (False, True):
+        config = load_config({"model": {"name": "uivlm/tiny-qwen2-vl", "freeze_vision_encoder": freeze,
+                                        "lora_config": {"r": 2}}})
+        trained = VLMWrapper.from_config(config).trained_parts()
+        card = share.model_card(config, metrics, {"global_step": 1, "trained": trained})
+        assert "vision encoder trained" not in card and "vision encoder frozen" not in card
+        assert f"language model: LoRA ({trained['parts']['language_model']['lora']:,} parameters)" in card
+        if freeze:
+            assert "frozen: vision tower, projector, embeddings" in card and "vision tower: LoRA" not in card
+        else:
+            assert f"vision tower: LoRA ({trained['parts']['vision_tower']['lora']:,} parameters)" in card
+            assert f"projector: LoRA ({trained['parts']['projector']['lora']:,} parameters)" in card
+    assert "What trained: not recorded" in share.model_card(config, metrics, {"global_step": 1})
+
+
+def test_push_and_visibility_hold_for_the_run_that_sets_them_and_are_never_saved(shared_folder, tmp_path,
+                                                                                 monkeypatch):
+    import yaml
+
+    from uivlm_helpers import workbook
+
+    run = str(tmp_path / "run")
+    workbook.start_notebook("01_setup", {"RUN_DIR": run})
+    asked = {"RUN_DIR": run, "REPO_ID": "me/agent", "PUSH_TO_HUB": True, "PRIVATE": False, "MERGE": None}
+    config, paths = workbook.start_notebook("05_share", asked)
+    assert config.share.push is True and config.share.private is False   # this run pushes, publicly
+    saved = yaml.safe_load(paths.config.read_text())["share"]
+    assert saved["push"] is False and saved["private"] is True and saved["repo_id"] == "me/agent"
+    shared = share.shareable_config(config)  # the run configuration that travels with the agent
+    assert (shared.share.push, shared.share.private, shared.share.repo_id) == (False, True, "me/agent")
+
+    # The next run, asking nothing: a private dry run, with the repo id kept.
+    again, _ = workbook.start_notebook("05_share", {"RUN_DIR": run, "PUSH_TO_HUB": None, "PRIVATE": None})
+    assert (again.share.push, again.share.private, again.share.repo_id) == (False, True, "me/agent")
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    plan = share.push_to_hub(shared_folder, again.share.repo_id, private=again.share.private, push=again.share.push)
+    assert plan["pushed"] is False and plan["reason"].startswith("dry run: set PUSH_TO_HUB")
+
+    # A config.yaml that says push: true (written before this rule, or by hand) does not push by itself.
+    stale = yaml.safe_load(paths.config.read_text())
+    stale["share"].update(push=True, private=False)
+    paths.config.write_text(yaml.safe_dump(stale))
+    third, _ = workbook.start_notebook("05_share", {"RUN_DIR": run})
+    assert (third.share.push, third.share.private) == (False, True)
+    assert yaml.safe_load(paths.config.read_text())["share"]["push"] is False
+
+
+def _mentions(folder, needles):
+    """Files under ``folder`` whose bytes contain one of ``needles``."""
+    return [f"{path.relative_to(folder)} mentions {needle}" for path in sorted(folder.rglob("*")) if path.is_file()
+            for needle in needles if needle.encode() in path.read_bytes()]
+
+
+def test_shared_files_name_datasets_and_models_never_local_paths(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    from uivlm_helpers.tiny import tiny_checkpoint
+    from uivlm_helpers.wrapper import AGENT_FILE, VLMWrapper
+
+    data_dir = tmp_path / "my-screens"
+    data_dir.mkdir()
+    tiny = tiny_checkpoint("uivlm/tiny-qwen2-vl")
+    base = shutil.copytree(tiny, tmp_path / "my-base")
+    config = load_config({"model": {"name": str(base), "lora_config": {"r": 2}}, "data": {"source": str(data_dir)},
+                          "training": {"feature_cache_dir": str(tmp_path / "cache")}})
+    needles = [str(tmp_path), str(tiny.parent)] + ([str(Path.home())] if len(Path.home().parts) > 1 else [])
+    agent = VLMWrapper.from_config(config)
+
+    merged = share.save_agent(agent, tmp_path / "run" / "share", merge=True, config=config)
+    card = share.model_card(config, {"fine-tuned": {"n": 1}}, {"global_step": 1})
+    (merged / "README.md").write_text(card)
+    assert _mentions(merged, needles) == []
+    assert "datasets:\n- my-screens" in card and "- Data: my-screens" in card and "base_model: my-base" in card
+    shared = load_config(merged / share.RUN_CONFIG_FILE)
+    assert (shared.data.source, shared.model.name, shared.training.feature_cache_dir) == ("my-screens", "my-base", None)
+    assert json.loads((merged / AGENT_FILE).read_text())["base_model"] == "my-base"
+    assert not VLMWrapper(str(merged)).has_adapter  # still loads: the merged folder is the model
+
+    # The adapter alone, on a base named by its Hub-style name: peft's files named the base's cache folder.
+    named = VLMWrapper("uivlm/tiny-qwen2-vl", use_lora=True, lora_config={"r": 2})
+    adapter_only = share.save_agent(named, tmp_path / "adapter-share", merge=False, config=config)
+    assert _mentions(adapter_only, needles) == []
+    assert json.loads((adapter_only / "adapter_config.json").read_text())["base_model_name_or_path"] == \
+        "uivlm/tiny-qwen2-vl"
+    assert VLMWrapper(str(adapter_only)).has_adapter
+    # ... but on a local base, nobody else could load it: refused before anything is written.
+    with pytest.raises(ValueError, match="'my-base' is a folder on this machine.*MERGE = True"):
+        share.save_agent(VLMWrapper(str(base), use_lora=True, lora_config={"r": 2}), tmp_path / "refused",
+                         merge=False)
+    assert not (tmp_path / "refused").exists()

@@ -160,3 +160,62 @@ def test_trainable_tokens_train_only_those_embeddings(screens):
     after = embeddings(torch.arange(len(agent.processor.tokenizer))).detach()
     changed = (after - before).abs().sum(dim=1).nonzero().flatten().tolist()
     assert changed == ids
+
+
+def test_trained_parts_counts_what_trains_from_the_parameters():
+    def count(model, keep):
+        return sum(p.numel() for n, p in model.named_parameters() if p.requires_grad and keep(n))
+
+    full = VLMWrapper("uivlm/tiny-qwen2-vl")
+    report = full.trained_parts()
+    assert report["trainable"] == report["total"] == full.get_trainable_parameters()["total"]
+    parts = report["parts"]
+    assert parts["projector"]["full"] == count(full.model, lambda n: "visual.merger." in n)
+    assert parts["vision_tower"]["full"] == count(full.model, lambda n: "visual." in n and "merger" not in n)
+    assert parts["embeddings"]["full"] == full.model.get_input_embeddings().weight.numel()
+    full.freeze_vision_encoder()
+    report = full.trained_parts()
+    assert report["parts"]["vision_tower"]["trainable"] == report["parts"]["projector"]["trainable"] == 0
+    assert report["summary"].endswith("frozen: vision tower, projector")
+
+    lora = VLMWrapper("uivlm/tiny-qwen2-vl", use_lora=True, lora_config={"r": 4, "trainable_tokens": ["orange"]})
+    report = lora.trained_parts()
+    assert report["trainable"] == lora.get_trainable_parameters()["trainable"]
+    assert report["parts"]["language_model"]["lora"] == count(lora.model, lambda n: "lora_" in n) > 0
+    assert report["parts"]["embeddings"]["tokens"] == count(lora.model, lambda n: "trainable_tokens" in n) > 0
+    assert report["summary"] == ("trained: language model: LoRA ({:,} parameters); embeddings: trainable tokens "
+                                 "({:,} parameters); frozen: vision tower, projector").format(
+        report["parts"]["language_model"]["lora"], report["parts"]["embeddings"]["tokens"])
+
+
+def test_a_saved_agent_answers_in_the_coordinate_space_it_names(screens, tmp_path):
+    agent = VLMWrapper("uivlm/tiny-qwen2-vl", use_lora=True, lora_config={"r": 4}, max_new_tokens=10)
+    saved = agent.save_pretrained(tmp_path / "adapter")
+    settings = json.loads((saved / AGENT_FILE).read_text())
+    assert settings["coordinate_space"] == "norm1000"   # the family's
+    settings["coordinate_space"] = "pixels"
+    (saved / AGENT_FILE).write_text(json.dumps(settings))
+
+    reloaded = VLMWrapper(str(saved))
+    size = (224, 224)
+    assert reloaded.space_for(size).name == "pixels"
+    assert reloaded.render_target({"type": "click", "x": 100, "y": 50}, size) == "click(100, 50)"
+    assert agent.render_target({"type": "click", "x": 100, "y": 50}, size) == "click(446, 223)"
+    assert reloaded.decode_prediction("click(100, 50)", size).action == {"type": "click", "x": 100, "y": 50}
+    assert "in screenshot pixels" in reloaded.prompt_text("Click OK")
+    # Predictions decode in the saved space, constrained decoding included, and it is saved again.
+    image, instruction = screens[0]["image"], screens[0]["instruction"]
+    for prediction in reloaded.predict([image], [instruction], constrained=True):
+        assert prediction.action == reloaded.decode_prediction(prediction.raw_text, tuple(screens[0]["image_size"])).action
+    resaved = reloaded.save_pretrained(tmp_path / "again")
+    assert json.loads((resaved / AGENT_FILE).read_text())["coordinate_space"] == "pixels"
+
+    with pytest.raises(ValueError) as error:
+        VLMWrapper(str(saved), coordinate_space="norm1000")
+    assert str(saved / AGENT_FILE) in str(error.value)
+    assert "'pixels'" in str(error.value) and "'norm1000'" in str(error.value)
+    assert VLMWrapper(str(saved), coordinate_space="pixels").coordinate_space_name == "pixels"
+    settings["coordinate_space"] = "norm42"
+    (saved / AGENT_FILE).write_text(json.dumps(settings))
+    with pytest.raises(ValueError, match=r"uivlm_agent.json: coordinate_space is 'norm42', not a known"):
+        VLMWrapper(str(saved))

@@ -29,6 +29,14 @@ LLaVA "expand2square" instead (``do_pad``: pad to a centred square with the mean
 and coordinates are encoded relative to that padded square (:class:`SquarePaddedSpace`); a predicted
 point that lands in the padding is clamped to the screenshot and flagged.
 
+With LoRA and ``model.freeze_vision_encoder: false``, adapters also go on the linear layers of the
+vision tower and its projector (``vision_lora_target_modules``); otherwise LoRA adapts the language
+model alone and the tower stays as it was loaded.
+
+A saved agent may speak another coordinate space than its family's default (``uivlm_agent.json``):
+:meth:`ChatTemplateAdapter.space_for` takes the space's name, and every family can encode any of
+:data:`.coords.SPACE_NAMES` (``resized`` with the Qwen ``smart_resize`` factor 28).
+
 Families are recognised from a Hub name, an embedded tiny model name or a local folder's
 ``config.json`` (``model_type``), without downloading anything.
 """
@@ -42,7 +50,7 @@ from pathlib import Path
 
 import torch
 
-from .coords import CoordinateSpace, GridSpace, get_space
+from .coords import SPACE_NAMES, CoordinateSpace, GridSpace, get_space
 from .tiny import TINY_MODELS
 
 IGNORE_INDEX = -100
@@ -144,11 +152,16 @@ class ChatTemplateAdapter:
         coordinate_space: the space's name (prompt hints, saved agent settings).
         vision_module_prefixes: parameter-name fragments of the vision tower and its projector.
         lora_target_modules: the language model's linear layers LoRA adapts by default.
+        vision_lora_target_modules: the linear layers of the tower and projector (names as they end,
+            matched only inside ``vision_module_prefixes``) that LoRA adapts when the tower trains.
+        projector_module_prefixes: the part of ``vision_module_prefixes`` that is the projector into
+            the language model (reported apart from the tower).
         answer_suffix: the text that closes an answer (trained, so the model learns to stop).
         answer_prefix: text between the generation prompt and the answer (LLaVA: a space).
         generation_defaults: ``generate`` settings the family needs (the wrapper's own win).
         uses_pixel_budget: the processor has a min/max pixel budget (Qwen families).
         peft_task_type: peft's task type for LoRA.
+        resize_factor: ``smart_resize``'s factor for the ``resized`` space (patch 14 x merge 2).
     """
 
     name: str
@@ -156,11 +169,14 @@ class ChatTemplateAdapter:
     vision_module_prefixes: tuple[str, ...]
     lora_target_modules: tuple[str, ...]
     answer_suffix: str
+    vision_lora_target_modules: tuple[str, ...] = ()
+    projector_module_prefixes: tuple[str, ...] = ()
     answer_prefix: str = ""
     generation_defaults: dict = field(default_factory=dict)
     uses_pixel_budget: bool = False
     is_encoder_decoder: bool = False
     peft_task_type: str = "CAUSAL_LM"
+    resize_factor: int = 28
 
     # -- processor and coordinate space ----------------------------------------------------------
     def configure_processor(self, processor, min_pixels: int | None = None, max_pixels: int | None = None):
@@ -185,10 +201,23 @@ class ChatTemplateAdapter:
         size = processor.image_processor.size
         return {"min_pixels": size.get("shortest_edge"), "max_pixels": size.get("longest_edge")}
 
-    def space_for(self, image_size: tuple[int, int] | None = None,
-                  pixel_budget: dict | None = None) -> CoordinateSpace:
-        """The coordinate space of one screenshot (``image_size`` = its ``(width, height)``)."""
-        return get_space(self.coordinate_space)
+    def space_for(self, image_size: tuple[int, int] | None = None, pixel_budget: dict | None = None,
+                  name: str | None = None) -> CoordinateSpace:
+        """The coordinate space of one screenshot (``image_size`` = its ``(width, height)``).
+
+        ``name`` picks another space than the family's (a saved agent's ``coordinate_space``); ``resized``
+        depends on the screenshot size and the pixel budget.
+        """
+        name = name or self.coordinate_space
+        if name not in SPACE_NAMES:
+            raise ValueError(f"unknown coordinate space {name!r}; supported: {', '.join(SPACE_NAMES)}")
+        if name != "resized":
+            return get_space(name)
+        if image_size is None:
+            raise ValueError(f"{self.name} speaks pixels of the resized screenshot: its coordinate space "
+                             "depends on the screenshot size; use space_for(image_size)")
+        budget = {k: v for k, v in (pixel_budget or {}).items() if k in ("min_pixels", "max_pixels") and v}
+        return get_space("resized", image_size=tuple(image_size), factor=self.resize_factor, **budget)
 
     # -- prompts and batches ----------------------------------------------------------------------
     def prompt_text(self, processor, user_text: str, system_prompt: str | None = None) -> str:
@@ -318,19 +347,38 @@ class ChatTemplateAdapter:
         return [n for n, _ in model.named_parameters()
                 if any(prefix in n for prefix in self.vision_module_prefixes)]
 
+    def part_of(self, parameter_name: str) -> str:
+        """``"projector"``, ``"vision_tower"`` or ``"language_model"``: where a parameter belongs (by name;
+        the embeddings are told apart by :meth:`.VLMWrapper.trained_parts`, which sees the modules)."""
+        if any(prefix in parameter_name for prefix in self.projector_module_prefixes):
+            return "projector"
+        if any(prefix in parameter_name for prefix in self.vision_module_prefixes):
+            return "vision_tower"
+        return "language_model"
+
+    def lora_target_regex(self, language_targets=None, vision: bool = False) -> str:
+        """peft's ``target_modules`` regex (matched against whole module names).
+
+        Args:
+            language_targets: the language model's layers (None: :attr:`lora_target_modules`). The vision
+                modules are excluded, so their same-named projections (``q_proj``...) are not adapted.
+            vision: also adapt :attr:`vision_lora_target_modules` inside the tower and projector.
+        """
+        vision_modules = "|".join(re.escape(p.rstrip(".")) for p in self.vision_module_prefixes)
+        names = "|".join(re.escape(n) for n in (language_targets or self.lora_target_modules))
+        pattern = rf"(?!.*(?:{vision_modules})\.).*\.(?:{names})"
+        if vision:
+            if not self.vision_lora_target_modules:
+                raise ValueError(f"{self.name}: no vision-tower layers are known for LoRA")
+            tower = "|".join(re.escape(n) for n in self.vision_lora_target_modules)
+            pattern = rf"(?:{pattern}|.*(?:{vision_modules})\.(?:.*\.)?(?:{tower}))"
+        return rf"^{pattern}$"
+
 
 @dataclass(frozen=True)
 class ResizedPixelsAdapter(ChatTemplateAdapter):
-    """Qwen2.5-VL: absolute pixels of the image the model saw after ``smart_resize`` (factor 28)."""
-
-    resize_factor: int = 28
-
-    def space_for(self, image_size=None, pixel_budget=None):
-        if image_size is None:
-            raise ValueError(f"{self.name} speaks pixels of the resized screenshot: its coordinate space "
-                             "depends on the screenshot size; use space_for(image_size)")
-        budget = {k: v for k, v in (pixel_budget or {}).items() if k in ("min_pixels", "max_pixels") and v}
-        return get_space("resized", image_size=tuple(image_size), factor=self.resize_factor, **budget)
+    """Qwen2.5-VL: absolute pixels of the image the model saw after ``smart_resize`` (factor 28; its
+    ``coordinate_space`` is ``resized``, which :meth:`ChatTemplateAdapter.space_for` builds per screenshot)."""
 
 
 @dataclass(frozen=True)
@@ -345,8 +393,12 @@ class SquarePadAdapter(ChatTemplateAdapter):
             image_processor.do_pad = True  # expand2square with the mean colour, then resize
         return processor
 
-    def space_for(self, image_size=None, pixel_budget=None):
-        return NORM1000_SQUARE
+    def space_for(self, image_size=None, pixel_budget=None, name=None):
+        # The model sees the padded square, so its norm1000 is of that square; other spaces are of the
+        # screenshot itself.
+        if (name or self.coordinate_space) == "norm1000":
+            return NORM1000_SQUARE
+        return super().space_for(image_size, pixel_budget, name)
 
 
 @dataclass(frozen=True)
@@ -415,13 +467,17 @@ class EncoderDecoderAdapter(ChatTemplateAdapter):
 
 
 _LLM_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+_CLIP_LINEAR = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")  # CLIP / SigLIP encoder layers
 
 QWEN2_VL = ChatTemplateAdapter(
     name="qwen2_vl",
     coordinate_space="norm1000",
     # "visual." holds the ViT and its patch merger (the projector into the language model).
     vision_module_prefixes=("visual.",),
+    projector_module_prefixes=("visual.merger.",),
     lora_target_modules=_LLM_LINEAR,
+    # ViT blocks (attention, MLP) and the merger's MLP; not patch_embed.proj, a Conv3d.
+    vision_lora_target_modules=("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2", "merger.mlp.0", "merger.mlp.2"),
     answer_suffix="<|im_end|>",
     uses_pixel_budget=True,
 )
@@ -430,7 +486,10 @@ QWEN2_5_VL = ResizedPixelsAdapter(
     name="qwen2_5_vl",
     coordinate_space="resized",
     vision_module_prefixes=("visual.",),  # window-attention ViT + its merger
+    projector_module_prefixes=("visual.merger.",),
     lora_target_modules=_LLM_LINEAR,
+    vision_lora_target_modules=("attn.qkv", "attn.proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj",
+                                "merger.mlp.0", "merger.mlp.2"),
     answer_suffix="<|im_end|>",
     uses_pixel_budget=True,
 )
@@ -439,7 +498,9 @@ LLAVA = SquarePadAdapter(
     name="llava",
     coordinate_space="norm1000",
     vision_module_prefixes=("vision_tower.", "multi_modal_projector."),
+    projector_module_prefixes=("multi_modal_projector.",),
     lora_target_modules=_LLM_LINEAR,
+    vision_lora_target_modules=_CLIP_LINEAR + ("linear_1", "linear_2"),  # CLIP ViT + the MLP projector
     # "USER: <image>\n... ASSISTANT: click(1, 2)</s>"
     answer_prefix=" ",
     answer_suffix="</s>",
@@ -450,7 +511,10 @@ IDEFICS2 = ChatTemplateAdapter(
     coordinate_space="norm1000",
     # SigLIP vision model; the connector is the perceiver resampler + modality projection.
     vision_module_prefixes=("vision_model.", "connector."),
+    projector_module_prefixes=("connector.",),
     lora_target_modules=_LLM_LINEAR,
+    # SigLIP; the resampler's attention (q/k/v/o_proj) and the modality projection's MLP.
+    vision_lora_target_modules=_CLIP_LINEAR + ("o_proj", "gate_proj", "up_proj", "down_proj"),
     # "User:<image>...<end_of_utterance>\nAssistant: click(1, 2)<end_of_utterance>"
     answer_prefix=" ",
     answer_suffix="<end_of_utterance>",
@@ -460,7 +524,9 @@ PALIGEMMA = PrefixSuffixAdapter(
     name="paligemma",
     coordinate_space="paligemma_loc",
     vision_module_prefixes=("vision_tower.", "multi_modal_projector."),
+    projector_module_prefixes=("multi_modal_projector.",),
     lora_target_modules=_LLM_LINEAR,
+    vision_lora_target_modules=_CLIP_LINEAR + ("linear",),  # SigLIP + the linear projector
     answer_suffix="<eos>",  # added by the processor after the suffix
 )
 
@@ -469,6 +535,10 @@ FLORENCE2 = EncoderDecoderAdapter(
     coordinate_space="florence_loc",
     # DaViT + the image projection / position embeddings into the BART encoder.
     vision_module_prefixes=("vision_tower.", "multi_modal_projector."),
+    projector_module_prefixes=("multi_modal_projector.",),
+    # DaViT's window and channel attention and feed-forward layers (its convolutions stay), and the
+    # image projection into BART.
+    vision_lora_target_modules=("qkv", "window_attn.proj", "channel_attn.proj", "fc1", "fc2", "image_projection"),
     # BART's attention (encoder self, decoder self and cross) and feed-forward layers.
     lora_target_modules=("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"),
     answer_suffix="</s>",

@@ -168,8 +168,8 @@ def decide_cache(setting, wrapper: VLMWrapper, augments_images: bool = False) ->
     trainable = trainable_vision_parameters(wrapper)
     if trainable:
         problems.append(f"the vision tower has {len(trainable)} trainable parameter tensors (e.g. {trainable[0]}): "
-                        "its features change as it trains (set model.freeze_vision_encoder: true and keep LoRA "
-                        "off the tower)")
+                        "its features change as it trains (model.freeze_vision_encoder: false trains the tower, "
+                        "under LoRA through adapters on its layers; set it to true to cache)")
     mode_dependent = mode_dependent_vision_modules(wrapper)
     if mode_dependent:
         problems.append(f"the vision tower computes differently while training ({', '.join(mode_dependent[:3])})")

@@ -4,10 +4,17 @@ The token is looked up (``HF_TOKEN`` or the Hub login cache) only at push time, 
 ``huggingface_hub`` and never printed, logged, stored in the run configuration or returned.
 Without a token, or without ``push=True``, :func:`push_to_hub` is a dry run that lists exactly what
 would be uploaded.
+
+Shared files name the dataset and the base model, never a local path: a data folder or a model folder
+on this machine is named by its folder's name (:func:`portable_name`), and machine-specific settings
+(the feature-cache folder, the run-only ``share.push`` / ``share.private``) are left out of the shared
+run configuration.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from pathlib import Path
 
@@ -43,6 +50,51 @@ def merge_and_save(wrapper: VLMWrapper, folder: str | Path) -> Path:
 RUN_CONFIG_FILE = "uivlm_run_config.yaml"
 
 
+def _is_local_path(value: str) -> bool:
+    """A path on this machine (absolute, home-relative, explicitly relative or an existing folder), as
+    opposed to a Hub id (``owner/name``) or a data-source spec (``tasks:colour``)."""
+    return (os.path.isabs(os.path.expanduser(value)) or value.startswith((".", "~")) or "\\" in value
+            or Path(value).exists())
+
+
+def portable_name(value: str | None) -> str | None:
+    """How shared files name a dataset or a model: a local path becomes its folder's name; Hub ids and
+    data-source specs (``tasks``, ``miniwob:click-test``) stay as they are."""
+    if value is None or not _is_local_path(str(value)):
+        return value
+    return Path(str(value)).expanduser().resolve().name
+
+
+def shareable_config(config: RunConfig) -> RunConfig:
+    """The run configuration as it is shared: datasets and models by name, no machine-specific folders,
+    no run-only settings (a push or a visibility is this run's, never the shared configuration's)."""
+    from .workbook import without_run_only_settings
+
+    shared = without_run_only_settings(config)
+    shared.model.name = portable_name(shared.model.name)
+    shared.data.source = portable_name(shared.data.source)
+    shared.training.feature_cache_dir = None  # a folder of this machine
+    return shared
+
+
+def _scrub_saved_agent(wrapper: VLMWrapper, folder: Path) -> None:
+    """Make a saved agent folder name its base model by name: peft writes the base's local folder into
+    ``adapter_config.json`` and a template ``README.md`` (the model card replaces it)."""
+    from .wrapper import AGENT_FILE
+
+    agent_file = folder / AGENT_FILE
+    settings = json.loads(agent_file.read_text())
+    settings["base_model"] = portable_name(settings.get("base_model"))
+    agent_file.write_text(json.dumps(settings, indent=2))
+    adapter_config = folder / "adapter_config.json"
+    if adapter_config.is_file():
+        settings = json.loads(adapter_config.read_text())
+        # Loading reads the base from uivlm_agent.json; this field is for the Hub's listing.
+        settings["base_model_name_or_path"] = portable_name(wrapper.base_model_name)
+        adapter_config.write_text(json.dumps(settings, indent=2, sort_keys=True))
+        (folder / "README.md").unlink(missing_ok=True)
+
+
 def load_trained_agent(adapter_dir: str | Path) -> VLMWrapper:
     """The agent 03_lora_train saved in ``RUN_DIR/adapter``, or a clear error when there is none."""
     from .wrapper import AGENT_FILE
@@ -58,13 +110,24 @@ def save_agent(wrapper: VLMWrapper, folder: str | Path, merge: bool = True,
                config: RunConfig | None = None) -> Path:
     """Save what is shared: the base with the adapter merged in (``merge``), or the adapter alone
     (small; loading it fetches the base model named in its ``uivlm_agent.json``); with ``config``, the
-    run configuration that trained it goes along (``uivlm_run_config.yaml``)."""
+    run configuration that trained it goes along (``uivlm_run_config.yaml``, see :func:`shareable_config`).
+
+    Raises:
+        ValueError: the adapter alone is asked for, but its base model is a local folder (others could
+            not load it); share it merged instead.
+    """
+    if wrapper.has_adapter and not merge and _is_local_path(wrapper.base_model_name):
+        raise ValueError(f"share.merge is false, so the adapter is shared alone and loads its base model by "
+                         f"name, but the base {portable_name(wrapper.base_model_name)!r} is a folder on this "
+                         "machine that others cannot load: share the merged agent (MERGE = True) or train from "
+                         "a Hub model")
     if merge and wrapper.has_adapter:
         folder = merge_and_save(wrapper, folder)
     else:
         folder = wrapper.save_pretrained(folder)
+    _scrub_saved_agent(wrapper, Path(folder))
     if config is not None:
-        config.save(Path(folder) / RUN_CONFIG_FILE)
+        shareable_config(config).save(Path(folder) / RUN_CONFIG_FILE)
     return folder
 
 
@@ -100,12 +163,18 @@ def _fmt(value) -> str:
 def model_card(config: RunConfig, metrics: dict[str, dict], training: dict | None = None,
                data_summary: dict | None = None, repo_id: str | None = None,
                overlay_file: str | None = None) -> str:
-    """A Hub model card (README.md with YAML metadata) describing the run and its evaluation."""
+    """A Hub model card (README.md with YAML metadata) describing the run and its evaluation.
+
+    ``training`` is 03_lora_train's results; its ``trained`` (:meth:`.VLMWrapper.trained_parts`, counted
+    from the model's parameters) says which parts were trained. The dataset and the base model are named,
+    never given as local paths.
+    """
     m = config.model
-    header = {"base_model": m.name, "library_name": "transformers", "license": "other",
+    base_model, dataset = portable_name(m.name), portable_name(config.data.source)
+    header = {"base_model": base_model, "library_name": "transformers", "license": "other",
               "pipeline_tag": "image-text-to-text",
               "tags": ["uivlm", "gui-agent", "ui-grounding", "lora" if m.use_lora else "full-finetune"],
-              "datasets": [config.data.source]}
+              "datasets": [dataset]}
     keys = ("n", "parse_rate", "type_accuracy", "click_accuracy", "mean_distance_px")
     table = ["| model | " + " | ".join(keys) + " | MiniWoB++ live success (mean) |", "|---" * (len(keys) + 2) + "|"]
     table += [f"| {name} | " + " | ".join(_fmt(values.get(k)) for k in keys)
@@ -116,20 +185,24 @@ def model_card(config: RunConfig, metrics: dict[str, dict], training: dict | Non
                   "instruction's kind could name, at random); clicks on another such element: "
                   + ", ".join(f"{name} {_fmt(v.get('distractor_click_rate'))}" for name, v in metrics.items()) + "."]
     lora = m.lora_config
+    trained = (training or {}).get("trained")
+    trained_line = (f"- What trained (counted from the parameters): {trained['summary'].removeprefix('trained: ')}"
+                    if trained else "- What trained: not recorded (03_lora_train's results have no parameter "
+                    "count; run 03 again)")
     lines = [
         "---", _yaml(header), "---", "",
         f"# {repo_id or 'uivlm agent'}", "",
-        f"A UI agent fine-tuned from `{m.name}` with uivlm: it reads a screenshot "
+        f"A UI agent fine-tuned from `{base_model}` with uivlm: it reads a screenshot "
         "and an instruction and answers with the next action "
         f"(`{m.action_format}` format, e.g. `click(x, y)`).", "",
         "## Training", "",
         f"- Method: {'LoRA' if m.use_lora else 'full fine-tune'}"
-        + (f" (r={lora.r}, alpha={lora.lora_alpha}, dropout={lora.lora_dropout})" if m.use_lora else "")
-        + f"; vision encoder {'frozen' if m.freeze_vision_encoder else 'trained'}",
+        + (f" (r={lora.r}, alpha={lora.lora_alpha}, dropout={lora.lora_dropout})" if m.use_lora else ""),
+        trained_line,
         f"- Steps: {(training or {}).get('global_step', config.training.max_steps)}, batch "
         f"{config.training.batch_size} × accumulation {config.training.gradient_accumulation_steps}, "
         f"learning rate {config.algorithm.learning_rate}",
-        f"- Data: {config.data.source}" + (f" ({data_summary})" if data_summary else ""),
+        f"- Data: {dataset}" + (f" ({data_summary})" if data_summary else ""),
         f"- Pixel budget: min {m.min_pixels}, max {m.max_pixels} (None = the checkpoint's)", "",
         "## Evaluation", "", *table, "",
     ]

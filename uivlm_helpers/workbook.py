@@ -3,14 +3,17 @@
 ``python -m uivlm_helpers.workbook`` runs 01 → 05 in order into one run folder. Each notebook starts
 with :func:`start_notebook`, which rejects parameters the notebook does not declare (papermill itself
 only warns about them), loads the run configuration, applies the notebook's parameters to it and saves
-it back, so the five notebooks share one configuration. Each ends with :func:`record_results`, which
-writes ``results/<notebook>.json`` for people and tests to read.
+it back, so the five notebooks share one configuration. Run-only settings (``PUSH_TO_HUB``, ``PRIVATE``)
+hold for the run that sets them and are never saved: every run starts from their defaults (no push,
+private). Each ends with :func:`record_results`, which writes ``results/<notebook>.json`` for people
+and tests to read.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import copy
 import json
 import sys
 import time
@@ -67,6 +70,10 @@ PARAMETER_KEYS = {
     "PRIVATE": "share.private",
     "MERGE": "share.merge",
 }
+#: Settings that hold only for the run whose notebook parameters set them: a push happens only in the
+#: run that asks for it, and the visibility falls back to private. They are reset to their defaults
+#: when a configuration is loaded and never written to ``config.yaml``.
+RUN_ONLY_KEYS = ("share.push", "share.private")
 # Parameters that steer a notebook without being part of the configuration.
 CONTROL_PARAMETERS = {"RUN_DIR", "CONFIG_FILE", "INTERACTIVE"}
 _IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
@@ -111,11 +118,22 @@ def _namespace_parameters(namespace: dict) -> dict:
             and not callable(value)}
 
 
+def without_run_only_settings(config: RunConfig) -> RunConfig:
+    """A copy of ``config`` with the run-only settings (:data:`RUN_ONLY_KEYS`) at their defaults: what may
+    be saved or shared."""
+    kept, defaults = copy.deepcopy(config), RunConfig()
+    for key in RUN_ONLY_KEYS:
+        section, leaf = key.split(".")
+        setattr(getattr(kept, section), leaf, getattr(getattr(defaults, section), leaf))
+    return kept
+
+
 def start_notebook(notebook: str, namespace: dict) -> tuple[RunConfig, RunPaths]:
     """Validate a notebook's parameters, then load, update and save the run configuration.
 
     Call it in the cell after ``parameters`` with ``globals()``. 01_setup starts the configuration
-    (from ``CONFIG_FILE`` or defaults); the others read the one in ``RUN_DIR``.
+    (from ``CONFIG_FILE`` or defaults); the others read the one in ``RUN_DIR``. The returned
+    configuration holds this run's run-only settings (``PUSH_TO_HUB``, ``PRIVATE``); the saved one does not.
 
     Raises:
         ConfigError: a parameter the notebook does not declare (a typo in ``-p``), a bad value, or
@@ -134,11 +152,13 @@ def start_notebook(notebook: str, namespace: dict) -> tuple[RunConfig, RunPaths]
     else:
         raise ConfigError(f"{notebook}: no run configuration at {paths.config}; run 01_setup with "
                           f"RUN_DIR={values['RUN_DIR']!r} first")
+    # A configuration saved before run-only settings existed (or a CONFIG_FILE) must not push by itself.
+    config = without_run_only_settings(config)
     config.set_many({PARAMETER_KEYS[name]: value for name, value in values.items()
                      if name in PARAMETER_KEYS and value is not None})
     for folder in ("results", "figures"):
         getattr(paths, folder).mkdir(parents=True, exist_ok=True)
-    config.save(paths.config)
+    without_run_only_settings(config).save(paths.config)
     return config, paths
 
 

@@ -94,6 +94,48 @@ def _load_error(path: str, what: str, err: Exception) -> ValueError:
                       f"families: {sorted(KNOWN_FAMILIES)}")
 
 
+def _agent_space(agent_file: Path, agent: dict | None, requested: str | None, adapter) -> str:
+    """The coordinate space an agent answers in: the one its ``uivlm_agent.json`` names (a saved agent
+    keeps the space it was trained in), else ``requested``, else the family's."""
+    from .coords import SPACE_NAMES
+
+    saved = (agent or {}).get("coordinate_space")
+    for value, where in ((saved, f"{agent_file}: coordinate_space"), (requested, "coordinate_space")):
+        if value is not None and value not in SPACE_NAMES:
+            raise ValueError(f"{where} is {value!r}, not a known coordinate space; expected one of "
+                             f"{list(SPACE_NAMES)}")
+    if saved is not None and requested is not None and requested != saved:
+        raise ValueError(f"{agent_file} says this agent answers in coordinate_space {saved!r}, but "
+                         f"{requested!r} was asked for: an agent is decoded in the space it was trained in "
+                         f"(drop coordinate_space={requested!r}, or train an agent in that space)")
+    return saved or requested or adapter.coordinate_space
+
+
+#: The parts :meth:`VLMWrapper.trained_parts` counts, in report order.
+PARTS = ("language_model", "vision_tower", "projector", "embeddings")
+_PART_NAMES = {"language_model": "language model", "vision_tower": "vision tower", "projector": "projector",
+               "embeddings": "embeddings"}
+
+
+def describe_trained(parts: dict) -> str:
+    """One line saying which parts train and how (``trained_parts()["parts"]``), e.g. ``"LoRA on the
+    language model (1,024 parameters); frozen: vision tower, projector, embeddings"``."""
+    trained, frozen = [], []
+    for part in PARTS:
+        counts = parts.get(part)
+        if not counts or not counts["total"]:
+            continue
+        if not counts["trainable"]:
+            frozen.append(_PART_NAMES[part])
+            continue
+        how = [f"LoRA ({counts['lora']:,} parameters)"] if counts["lora"] else []
+        how += [f"trainable tokens ({counts['tokens']:,} parameters)"] if counts["tokens"] else []
+        how += [f"all weights ({counts['full']:,} parameters)"] if counts["full"] else []
+        trained.append(f"{_PART_NAMES[part]}: {' + '.join(how)}")
+    line = "trained: " + ("; ".join(trained) if trained else "nothing")
+    return line + (f"; frozen: {', '.join(frozen)}" if frozen else "")
+
+
 class VLMWrapper:
     """A vision-language model that reads a screenshot and an instruction and answers with an action.
 
@@ -111,6 +153,11 @@ class VLMWrapper:
         trust_remote_code: off unless you trust the checkpoint's code.
         constrained: constrained decoding by default in :meth:`predict` (answers can only be
             well-formed actions inside the coordinate space; see :mod:`.constrained`).
+        lora_on_vision: with ``use_lora``, adapt the vision tower's and projector's linear layers too
+            (``model.freeze_vision_encoder: false``); otherwise LoRA leaves the tower as loaded.
+        coordinate_space: the space answers are written in (a name of :data:`.coords.SPACE_NAMES`; None:
+            the family's). A saved agent answers in the space its ``uivlm_agent.json`` names; asking for
+            another is an error.
     """
 
     def __init__(self, model_name: str = DEFAULT_MODEL, device: str = "cpu", torch_dtype: str = "float32",
@@ -119,7 +166,7 @@ class VLMWrapper:
                  temperature: float = 0.0, do_sample: bool = False, task_prompt: str = DEFAULT_TASK_PROMPT,
                  system_prompt: str | None = None, few_shot_prompt: str | None = None, min_pixels: int | None = None,
                  max_pixels: int | None = None, trust_remote_code: bool = False, constrained: bool = False,
-                 seed: int = 0):
+                 seed: int = 0, lora_on_vision: bool = False, coordinate_space: str | None = None):
         model_path = resolve_model_path(model_name)
         saved = Path(model_path) / AGENT_FILE
         agent = json.loads(saved.read_text()) if saved.is_file() else None
@@ -145,13 +192,14 @@ class VLMWrapper:
         base_path = model_path if base_name == model_name else resolve_model_path(base_name)
         self.family = family_name_for(base_path)
         self.adapter = get_adapter(base_path)
+        self.coordinate_space_name = _agent_space(saved, agent, coordinate_space, self.adapter)
         self.processor = self._load_processor(model_path, min_pixels, max_pixels)
         self.model = self._load_model(base_path, load_in_8bit, load_in_4bit)
         if agent and agent.get("adapter"):
             from peft import PeftModel
             self.model = PeftModel.from_pretrained(self.model, model_name)
         if use_lora:
-            self.add_lora(lora_config or {}, seed=seed)
+            self.add_lora(lora_config or {}, seed=seed, vision=lora_on_vision)
 
     @classmethod
     def from_config(cls, config: RunConfig, with_lora: bool = True) -> "VLMWrapper":
@@ -170,7 +218,7 @@ class VLMWrapper:
                       few_shot_prompt=config.few_shot_prompt,
                       min_pixels=m.min_pixels, max_pixels=m.max_pixels,
                       trust_remote_code=m.trust_remote_code, constrained=m.constrained_decoding,
-                      seed=config.training.seed)
+                      seed=config.training.seed, lora_on_vision=not m.freeze_vision_encoder)
         if m.freeze_vision_encoder:
             wrapper.freeze_vision_encoder()
         return wrapper
@@ -213,11 +261,13 @@ class VLMWrapper:
         self.quantized = load_in_8bit or load_in_4bit
         return model
 
-    def add_lora(self, lora_config: dict, seed: int = 0) -> None:
+    def add_lora(self, lora_config: dict, seed: int = 0, vision: bool = False) -> None:
         """Wrap the model with a fresh LoRA adapter (QLoRA when the base is quantized).
 
         The adapter's random initialisation is drawn from ``seed`` (without touching the global
-        random state), so the same run configuration trains to the same weights.
+        random state), so the same run configuration trains to the same weights. ``target_modules``
+        name the language model's layers; ``vision`` adds the family's vision-tower and projector
+        layers (:attr:`.families.ChatTemplateAdapter.vision_lora_target_modules`).
         """
         from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
@@ -230,10 +280,9 @@ class VLMWrapper:
         words = settings.pop("trainable_tokens")
         if words:  # new words: their input embeddings train beside the adapter (peft's trainable tokens)
             settings["trainable_token_indices"] = self.token_ids_of(words)
-        names = settings.pop("target_modules") or self.adapter.lora_target_modules
-        vision = "|".join(p.rstrip(".") for p in self.adapter.vision_module_prefixes)
-        # A regex so the language model's projections are adapted, not same-named vision modules.
-        targets = rf"^(?!.*(?:{vision})).*\.(?:{'|'.join(names)})$"
+        # A regex so the language model's projections are adapted, not same-named vision modules
+        # (those only when the tower trains).
+        targets = self.adapter.lora_target_regex(settings.pop("target_modules"), vision=vision)
         if self.quantized:
             self.model = prepare_model_for_kbit_training(self.model, use_gradient_checkpointing=False)
         with torch.random.fork_rng(devices=[]):
@@ -260,20 +309,46 @@ class VLMWrapper:
         trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         return {"trainable": trainable, "total": total, "percent": 100.0 * trainable / max(total, 1)}
 
+    def trained_parts(self) -> dict:
+        """What trains, counted from the live model's parameters (``requires_grad``), part by part.
+
+        Returns ``{"parts": {part: {"total", "trainable", "lora", "full", "tokens"}}, "trainable",
+        "total", "summary"}`` for the parts ``vision_tower``, ``projector``, ``language_model`` and
+        ``embeddings`` (input and output embeddings). ``lora`` counts adapter weights, ``tokens`` peft's
+        trainable-token rows, ``full`` the model's own weights trained directly; ``total`` is the part's
+        size, adapters included. ``summary`` is one line for reports and the model card.
+        """
+        hf = self.model.get_base_model() if self.has_adapter else self.model
+        embedding_ids = {id(p) for module in (hf.get_input_embeddings(), hf.get_output_embeddings())
+                         if module is not None for p in module.parameters()}
+        parts = {part: {"total": 0, "trainable": 0, "lora": 0, "full": 0, "tokens": 0} for part in PARTS}
+        for name, param in self.model.named_parameters():
+            part = "embeddings" if id(param) in embedding_ids else self.adapter.part_of(name)
+            counts = parts[part]
+            counts["total"] += param.numel()
+            if param.requires_grad:
+                kind = "lora" if "lora_" in name else "tokens" if "trainable_tokens" in name else "full"
+                counts[kind] += param.numel()
+                counts["trainable"] += param.numel()
+        trainable = sum(c["trainable"] for c in parts.values())
+        total = sum(c["total"] for c in parts.values())
+        return {"parts": parts, "trainable": trainable, "total": total, "summary": describe_trained(parts)}
+
     # -- prompts and targets ------------------------------------------------------------------
     @property
     def coordinate_space(self):
-        """The family's coordinate space where it does not depend on the screenshot (else an error:
+        """The agent's coordinate space where it does not depend on the screenshot (else an error:
         use :meth:`space_for`)."""
-        return self.adapter.space_for(None, self.pixel_budget)
+        return self.adapter.space_for(None, self.pixel_budget, self.coordinate_space_name)
 
     def space_for(self, image_size: tuple[int, int]):
-        """The coordinate space of one screenshot (Qwen2.5-VL's depends on its size and the pixel budget)."""
-        return self.adapter.space_for(tuple(image_size), self.pixel_budget)
+        """The coordinate space of one screenshot (``resized``, Qwen2.5-VL's, depends on its size and the
+        pixel budget)."""
+        return self.adapter.space_for(tuple(image_size), self.pixel_budget, self.coordinate_space_name)
 
     def prompt_text(self, instruction: str, examples=None) -> str:
         """The full model prompt (chat template applied) for one instruction."""
-        text = user_text(self.task_prompt, instruction, self.action_format, self.adapter.coordinate_space,
+        text = user_text(self.task_prompt, instruction, self.action_format, self.coordinate_space_name,
                          examples, self.few_shot_prompt)
         return self.adapter.prompt_text(self.processor, text, self.system_prompt)
 
@@ -388,7 +463,7 @@ class VLMWrapper:
     def agent_settings(self) -> dict:
         """What a saved agent needs besides weights to answer exactly as this one does."""
         return {"base_model": self.base_model_name, "family": self.family, "adapter": self.has_adapter,
-                "action_format": self.action_format, "coordinate_space": self.adapter.coordinate_space,
+                "action_format": self.action_format, "coordinate_space": self.coordinate_space_name,
                 "task_prompt": self.task_prompt, "system_prompt": self.system_prompt,
                 "generation": self.generation, **self.pixel_budget}
 
