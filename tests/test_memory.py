@@ -485,6 +485,24 @@ def test_table_and_figure(tmp_path):
     plt.close(fig)
 
 
+def _header_rows(html: str) -> list[list[str]]:
+    import re
+
+    head = re.search(r"<thead>(.*?)</thead>", html, re.S)[1]
+    return [re.findall(r"<th[^>]*>(.*?)</th>", row, re.S) for row in re.findall(r"<tr.*?</tr>", head, re.S)]
+
+
+def test_table_renders_one_header_row_named_component():
+    # An index name rendered as a second header row of empty cells under the column names.
+    table = memory.estimate_table(memory.estimate_training_memory(_config(), (1288, 728)))
+    expected = [["component", "GiB", "share %", "what"]]
+    assert _header_rows(table.to_html()) == expected
+    assert _header_rows(table._repr_html_()) == expected  # what a notebook cell shows
+    view = memory.EstimateView(RunConfig(), gpu_gib=24.0)
+    assert _header_rows(view.table.value) == expected
+    assert view.text.splitlines()[0].split() == ["component", "GiB", "share", "%"]
+
+
 def test_fits_message_suggests_the_cheapest_change_that_fits():
     seven = _config("Qwen/Qwen2-VL-7B-Instruct", model__torch_dtype="bfloat16", model__device="cuda",
                     training__batch_size=4, training__gradient_checkpointing=True)

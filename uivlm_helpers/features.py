@@ -1193,7 +1193,7 @@ def fast_path_report(wrapper: VLMWrapper, records, run_dir, cache_dir=None, step
         return None
     result = compare_paths(wrapper, list(records), FeatureCache(info["folder"]), steps=steps)
     table = pd.DataFrame({k: result[k] for k in ("plain", "cached")}).T
-    table.index.name = "path"
+    table.columns.name = "path"  # in the header's corner; an index name would add a row of empty cells
     print(f"vision-feature cache: {info['images']} screenshots, {info['size_mib']:.2f} MiB on disk "
           f"({info['mib_per_image']:.3f} MiB each), built in {info['build_s']:.1f} s; one batch of "
           f"{result['batch_size']}: {result['speedup']:.2f}x faster with the cache "

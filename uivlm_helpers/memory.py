@@ -540,7 +540,11 @@ def estimate_table(estimate: dict):
     rows.append({"component": "total", "GiB": round(total, 3), "share %": 100.0,
                  "what": f"{estimate['model']}, batch {estimate['batch_size']} x {estimate['sequence_tokens']} "
                          f"tokens ({estimate['image_tokens']} image)"})
-    return pd.DataFrame(rows).set_index("component")
+    table = pd.DataFrame(rows).set_index("component")
+    # The label moves from the index to the column axis: an index name renders as a second header
+    # row of empty cells, a column-axis name sits in the one header row's corner.
+    table.index.name, table.columns.name = None, "component"
+    return table
 
 
 def estimate_figure(estimate: dict, path=None, gpu_gib: float | None = None):

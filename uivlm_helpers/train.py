@@ -158,6 +158,10 @@ def dataloader_workers(config: RunConfig) -> int:
     return min(4, max(0, (os.cpu_count() or 1) - 2)) if on_gpu else 0
 
 
+_CHECKPOINTING_ARGUMENT = next(name for name in ("activation_checkpointing", "gradient_checkpointing")
+                               if name in TrainingArguments.__dataclass_fields__)
+
+
 def training_arguments(config: RunConfig, output_dir: Path) -> TrainingArguments:
     """Trainer arguments from the run configuration (the seed's keys plus the workbook's)."""
     t = config.training
@@ -180,7 +184,8 @@ def training_arguments(config: RunConfig, output_dir: Path) -> TrainingArguments
         logging_first_step=True,
         save_strategy="steps",
         save_steps=t.checkpoint_interval,
-        gradient_checkpointing=t.gradient_checkpointing,
+        # Newer transformers 5 releases renamed the argument (the old name warns); 5.17 has only the old one.
+        **{_CHECKPOINTING_ARGUMENT: t.gradient_checkpointing},
         seed=t.seed,
         data_seed=t.seed,
         remove_unused_columns=False,

@@ -8,6 +8,8 @@ action) batches, and predicts actions mapped back to screenshot pixels.
 from __future__ import annotations
 
 import json
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +25,18 @@ from .tiny import TINY_MODELS
 
 AGENT_FILE = "uivlm_agent.json"  # what travels with a saved agent besides weights and processor
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@contextmanager
+def _peft_wrapping():
+    """While peft wraps a model, drop the FutureWarning it triggers by asking for the model's
+    ``is_gradient_checkpointing``: transformers 5 renamed that property, and the old name still
+    returns the new one's value (``is_activation_checkpointing``) in every version pyproject allows
+    (<6), so peft's decision is right and the warning, addressed to peft, is nothing a user can act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
+                                category=FutureWarning)
+        yield
 
 
 @dataclass
@@ -197,7 +211,8 @@ class VLMWrapper:
         self.model = self._load_model(base_path, load_in_8bit, load_in_4bit)
         if agent and agent.get("adapter"):
             from peft import PeftModel
-            self.model = PeftModel.from_pretrained(self.model, model_name)
+            with _peft_wrapping():
+                self.model = PeftModel.from_pretrained(self.model, model_name)
         if use_lora:
             self.add_lora(lora_config or {}, seed=seed, vision=lora_on_vision)
 
@@ -287,8 +302,9 @@ class VLMWrapper:
             self.model = prepare_model_for_kbit_training(self.model, use_gradient_checkpointing=False)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.model = get_peft_model(self.model, LoraConfig(target_modules=targets,
-                                                               task_type=self.adapter.peft_task_type, **settings))
+            with _peft_wrapping():
+                self.model = get_peft_model(self.model, LoraConfig(
+                    target_modules=targets, task_type=self.adapter.peft_task_type, **settings))
 
     def token_ids_of(self, words: list[str]) -> list[int]:
         """The vocabulary ids that spell ``words`` as they stand in a sentence (after a space)."""
