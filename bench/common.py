@@ -171,11 +171,11 @@ BENCH_VOCAB = 4000
 
 def _tokenizer_corpus() -> list[str]:
     """The workbook's prompt text (every format and coordinate hint) and synthetic instructions."""
-    from uivlm_helpers import synth, tiny
+    from uivlm_helpers import synth, tinybuild
     from uivlm_helpers.config import DEFAULT_TASK_PROMPT
     from uivlm_helpers.prompts import COORDINATE_HINTS, FORMAT_HINTS
 
-    lines = tiny._TOKENIZER_CORPUS.split("\n")
+    lines = tinybuild.TOKENIZER_CORPUS.split("\n")
     lines += ["You are a helpful assistant."] + list(FORMAT_HINTS.values()) + list(COORDINATE_HINTS.values())
     lines += [DEFAULT_TASK_PROMPT]
     for name in dir(synth):  # word lists of the synthetic screens (labels, instructions)

@@ -51,6 +51,8 @@ import torch
 from transformers import TrainerCallback
 
 from . import synth_tasks
+from .families.qwen2_vl import FAMILY as QWEN2_VL_FAMILY
+from .families.registry import get_family
 
 #: Model shapes (Qwen2-VL dimensions): tiny 1.1 M parameters, small 3.8 M, base 5.4 M.
 SHAPES = {
@@ -64,7 +66,8 @@ SHAPES = {
                       "num_attention_heads": 8, "num_key_value_heads": 2, "mrope_section": [4, 6, 6]},
              "vision": {"depth": 4, "embed_dim": 192, "num_heads": 6}},
 }
-FAMILIES_BUILT = ("qwen2_vl",)
+#: The families pretraining builds (its shapes are Qwen2-VL dimensions).
+FAMILIES_BUILT = (QWEN2_VL_FAMILY.name,)
 CURVE_FILE = "curve.json"
 
 
@@ -72,7 +75,7 @@ CURVE_FILE = "curve.json"
 class PretrainOptions:
     """Everything one pretraining run depends on (written to ``run_dir/pretrain_options.json``)."""
 
-    family: str = "qwen2_vl"
+    family: str = QWEN2_VL_FAMILY.name
     shape: str = "tiny"
     seed: int = 0
     image_size: int = 224          # side of the drawn screens (pixels)
@@ -126,7 +129,7 @@ def recipe_for(shape: str, seed: int = 0, image_size: int = 224) -> dict:
 
 def build_initial_checkpoint(out_dir: str | Path, shape: str, seed: int = 0, image_size: int = 224) -> Path:
     """Write a randomly initialised Qwen2-VL of ``shape`` (safetensors + processor) to ``out_dir``."""
-    from .tiny import _build_qwen2_vl
+    from .families.qwen2_vl import build_tiny as build_tiny_qwen2_vl
 
     out = Path(out_dir)
     recipe = recipe_for(shape, seed, image_size)
@@ -136,7 +139,7 @@ def build_initial_checkpoint(out_dir: str | Path, shape: str, seed: int = 0, ima
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    _build_qwen2_vl(out, recipe)
+    build_tiny_qwen2_vl(out, recipe)
     (out / "uivlm_recipe.json").write_text(json.dumps(recipe, indent=2, sort_keys=True))
     return out
 
@@ -451,7 +454,8 @@ def pretrain(options: PretrainOptions, run_dir: str | Path, out_dir: str | Path 
         args.dataloader_persistent_workers = True
     args.save_total_limit = 2
     args.adam_beta2 = options.adam_beta2
-    if workers and options.family == "qwen2_vl":
+    # M-RoPE positions are computed in the workers (get_rope_index), off the training step.
+    if workers and get_family(options.family).rope_index:
         trainer.data_collator = PositionCollator(trainer.data_collator, wrapper.model)
     schedule = WSDSchedule(options.warmup_steps, options.max_steps, options.decay_fraction)
     if options.schedule == "wsd":

@@ -24,14 +24,10 @@ SHIPPED_MODELS = {
 
 def local_checkpoint(name: str) -> Path | None:
     """The folder behind an offline model name: an embedded tiny model (built on first use) or a
-    shipped one; None for any other name (Hub ids, folders)."""
-    from .tiny import TINY_MODELS, tiny_checkpoint
+    shipped one; None for any other name (Hub ids, folders). See :func:`.families.resolve_model`."""
+    from .families.registry import local_folder
 
-    if name in TINY_MODELS:
-        return Path(tiny_checkpoint(name))
-    if name in SHIPPED_MODELS:
-        return shipped_model_path(name)
-    return None
+    return local_folder(name)
 
 
 def shipped_model_path(name: str) -> Path:

@@ -16,25 +16,13 @@ import ipywidgets as w
 
 from .actions import ACTION_FORMATS
 from .config import RunConfig
+from .families.registry import FAMILIES, TINY_MODELS
 
-#: The model picker's entries by family: (label, model name). Sizes are total parameters. Each family has an
-#: "offline tiny" entry: the embedded random-weight checkpoint of that architecture (see ``tiny.py``), built
-#: on this machine, so it loads with no network and no GPU.
-MODEL_CHOICES = {
-    "Qwen2-VL": [("offline tiny UI base (1.1 M, pretrained on task screens, CPU)", "uivlm/tiny-qwen2-vl-ui"),
-                 ("offline tiny (1.1 M, random weights, CPU)", "uivlm/tiny-qwen2-vl"),
-                 ("2B Instruct", "Qwen/Qwen2-VL-2B-Instruct"), ("7B Instruct", "Qwen/Qwen2-VL-7B-Instruct")],
-    "Qwen2.5-VL": [("offline tiny (1.2 M, random weights, CPU)", "uivlm/tiny-qwen2.5-vl"),
-                   ("3B Instruct", "Qwen/Qwen2.5-VL-3B-Instruct"), ("7B Instruct", "Qwen/Qwen2.5-VL-7B-Instruct")],
-    "LLaVA-1.5": [("offline tiny (0.9 M, random weights, CPU)", "uivlm/tiny-llava"),
-                  ("7B", "llava-hf/llava-1.5-7b-hf"), ("13B", "llava-hf/llava-1.5-13b-hf")],
-    "Idefics2": [("offline tiny (1.2 M, random weights, CPU)", "uivlm/tiny-idefics2"),
-                 ("8B", "HuggingFaceM4/idefics2-8b")],
-    "Florence-2": [("offline tiny (1.8 M, random weights, CPU)", "uivlm/tiny-florence2"),
-                   ("large (0.77 B)", "microsoft/Florence-2-large")],
-    "PaliGemma": [("offline tiny (0.9 M, random weights, CPU)", "uivlm/tiny-paligemma"),
-                  ("3B pt 224", "google/paligemma-3b-pt-224")],
-}
+#: The model picker's entries by family title: (label, model name), from each family's plug-in (``picker``), in
+#: registry order. Sizes are total parameters. Each family has an "offline tiny" entry: the embedded
+#: random-weight checkpoint of that architecture (see ``tiny.py``), built on this machine, so it loads with no
+#: network and no GPU.
+MODEL_CHOICES = {plugin.display: [tuple(entry) for entry in plugin.picker] for plugin in FAMILIES.values()}
 
 
 def model_options() -> list[tuple[str, str]]:
@@ -109,7 +97,6 @@ def _hub_reachable(timeout: float = 2.0) -> bool:
 
 def _model_availability(name: str) -> str | None:
     from .pretrained import SHIPPED_MODELS, shipped_model_path
-    from .tiny import TINY_MODELS
 
     if name in TINY_MODELS:
         return None

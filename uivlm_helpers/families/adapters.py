@@ -1,33 +1,14 @@
-"""Model family adapters: what differs between VLM families, in one small object each.
+"""Adapters: what differs between VLM families, in one small object each (the generic classes).
 
 An adapter knows how a prompt (and, for training, a target answer) becomes model inputs, where the
 answer starts so only its tokens carry labels, which coordinate space the family speaks (per
 screenshot where the space depends on the image), where the vision tower lives (for
 ``freeze_vision_encoder``), which modules LoRA should target and how generated ids become answer text.
+Each family's module (:mod:`uivlm_helpers.families`) makes one instance of these classes.
 
-==============  ====================  ==================================  ==============================
-family          prompt                coordinate space                    vision tower + projector
-==============  ====================  ==================================  ==============================
-qwen2_vl        chat template         norm1000                            ``visual.``
-qwen2_5_vl      chat template         resized (smart_resize pixels;       ``visual.``
-                                      depends on image and pixel budget)
-llava           chat template         norm1000 of the screenshot padded   ``vision_tower.``,
-                ("USER: ... ASSISTANT:")  to a centred square (see below)  ``multi_modal_projector.``
-idefics2        chat template         norm1000                            ``vision_model.``,
-                ("User:... Assistant:")                                   ``connector.``
-paligemma       prefix + suffix       paligemma_loc (``<locNNNN>``, y x)  ``vision_tower.``,
-                (the processor                                            ``multi_modal_projector.``
-                labels the suffix)
-florence2       task prompt into the  florence_loc (``<loc_N>``, x y)     ``vision_tower.``,
-                encoder; the answer                                       ``multi_modal_projector.``
-                is the decoder's
-==============  ====================  ==================================  ==============================
-
-LLaVA-1.5's published processor resizes the shortest edge to 336 and centre-crops, which cuts the
-left and right edges off a wide screenshot. The adapter switches the processor to the original
-LLaVA "expand2square" instead (``do_pad``: pad to a centred square with the mean colour, then resize),
-and coordinates are encoded relative to that padded square (:class:`SquarePaddedSpace`); a predicted
-point that lands in the padding is clamped to the screenshot and flagged.
+:class:`SquarePaddedSpace` is the coordinate space of a screenshot padded to a centred square (LLaVA's
+"expand2square" instead of its published centre crop, which cuts a wide screenshot's edges off); a
+predicted point that lands in the padding is clamped to the screenshot and flagged.
 
 With LoRA and ``model.freeze_vision_encoder: false``, adapters also go on the linear layers of the
 vision tower and its projector (``vision_lora_target_modules``); otherwise LoRA adapts the language
@@ -36,34 +17,18 @@ model alone and the tower stays as it was loaded.
 A saved agent may speak another coordinate space than its family's default (``uivlm_agent.json``):
 :meth:`ChatTemplateAdapter.space_for` takes the space's name, and every family can encode any of
 :data:`.coords.SPACE_NAMES` (``resized`` with the Qwen ``smart_resize`` factor 28).
-
-Families are recognised from a Hub name, an embedded tiny model name or a local folder's
-``config.json`` (``model_type``), without downloading anything.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
-from .coords import SPACE_NAMES, CoordinateSpace, GridSpace, get_space
-from .tiny import TINY_MODELS
+from ..coords import SPACE_NAMES, CoordinateSpace, GridSpace, get_space
 
 IGNORE_INDEX = -100
-
-#: Recognised families and the Hub-name patterns / config ``model_type`` values that identify them.
-KNOWN_FAMILIES = {
-    "qwen2_vl": {"names": [r"qwen2-vl", r"tiny-qwen2-vl"], "model_types": ["qwen2_vl"]},
-    "qwen2_5_vl": {"names": [r"qwen2\.5-vl", r"qwen2_5-vl"], "model_types": ["qwen2_5_vl"]},
-    "llava": {"names": [r"llava-1\.5", r"llava"], "model_types": ["llava"]},
-    "idefics2": {"names": [r"idefics2"], "model_types": ["idefics2"]},
-    "florence2": {"names": [r"florence-2", r"florence2"], "model_types": ["florence2"]},
-    "paligemma": {"names": [r"paligemma"], "model_types": ["paligemma"]},
-}
 
 #: Special tokens that carry meaning in an answer and survive decoding: location tokens (PaliGemma's
 #: ``<locNNNN>``, Florence-2's ``<loc_N>``, which Florence's tokenizer marks special) and Qwen's box
@@ -71,34 +36,6 @@ KNOWN_FAMILIES = {
 #: removed from generated answers.
 KEPT_SPECIAL_TOKENS = re.compile(r"<loc_?\d+>|<\|box_start\|>|<\|box_end\|>|<\|object_ref_start\|>"
                                  r"|<\|object_ref_end\|>")
-
-
-def family_name_for(model_name_or_path: str) -> str:
-    """Name the family of a model from its tiny name, local ``config.json`` or Hub name.
-
-    Raises:
-        ValueError: the model is not of a supported family (the message lists them).
-    """
-    if model_name_or_path in TINY_MODELS:
-        return TINY_MODELS[model_name_or_path]
-    config_file = Path(model_name_or_path) / "config.json"
-    if config_file.is_file():
-        model_type = json.loads(config_file.read_text()).get("model_type")
-        for family, spec in KNOWN_FAMILIES.items():
-            if model_type in spec["model_types"]:
-                return family
-        raise ValueError(f"{model_name_or_path}: config.json has model_type {model_type!r}, which is "
-                         f"not a supported family; supported: {sorted(KNOWN_FAMILIES)}")
-    lowered = model_name_or_path.lower()
-    # Longest pattern first, so "qwen2.5-vl" is not taken for "qwen2-vl".
-    patterns = sorted(((p, f) for f, s in KNOWN_FAMILIES.items() for p in s["names"]),
-                      key=lambda pf: -len(pf[0]))
-    for pattern, family in patterns:
-        if re.search(pattern, lowered):
-            return family
-    raise ValueError(f"cannot tell the model family of {model_name_or_path!r}: it is not an embedded "
-                     f"tiny model ({sorted(TINY_MODELS)}), not a local folder with config.json, and its "
-                     f"name matches none of the supported families {sorted(KNOWN_FAMILIES)}")
 
 
 # --- Coordinate space of a padded square -----------------------------------------------------------
@@ -466,93 +403,7 @@ class EncoderDecoderAdapter(ChatTemplateAdapter):
         return batch
 
 
-_LLM_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-_CLIP_LINEAR = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")  # CLIP / SigLIP encoder layers
-
-QWEN2_VL = ChatTemplateAdapter(
-    name="qwen2_vl",
-    coordinate_space="norm1000",
-    # "visual." holds the ViT and its patch merger (the projector into the language model).
-    vision_module_prefixes=("visual.",),
-    projector_module_prefixes=("visual.merger.",),
-    lora_target_modules=_LLM_LINEAR,
-    # ViT blocks (attention, MLP) and the merger's MLP; not patch_embed.proj, a Conv3d.
-    vision_lora_target_modules=("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2", "merger.mlp.0", "merger.mlp.2"),
-    answer_suffix="<|im_end|>",
-    uses_pixel_budget=True,
-)
-
-QWEN2_5_VL = ResizedPixelsAdapter(
-    name="qwen2_5_vl",
-    coordinate_space="resized",
-    vision_module_prefixes=("visual.",),  # window-attention ViT + its merger
-    projector_module_prefixes=("visual.merger.",),
-    lora_target_modules=_LLM_LINEAR,
-    vision_lora_target_modules=("attn.qkv", "attn.proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj",
-                                "merger.mlp.0", "merger.mlp.2"),
-    answer_suffix="<|im_end|>",
-    uses_pixel_budget=True,
-)
-
-LLAVA = SquarePadAdapter(
-    name="llava",
-    coordinate_space="norm1000",
-    vision_module_prefixes=("vision_tower.", "multi_modal_projector."),
-    projector_module_prefixes=("multi_modal_projector.",),
-    lora_target_modules=_LLM_LINEAR,
-    vision_lora_target_modules=_CLIP_LINEAR + ("linear_1", "linear_2"),  # CLIP ViT + the MLP projector
-    # "USER: <image>\n... ASSISTANT: click(1, 2)</s>"
-    answer_prefix=" ",
-    answer_suffix="</s>",
-)
-
-IDEFICS2 = ChatTemplateAdapter(
-    name="idefics2",
-    coordinate_space="norm1000",
-    # SigLIP vision model; the connector is the perceiver resampler + modality projection.
-    vision_module_prefixes=("vision_model.", "connector."),
-    projector_module_prefixes=("connector.",),
-    lora_target_modules=_LLM_LINEAR,
-    # SigLIP; the resampler's attention (q/k/v/o_proj) and the modality projection's MLP.
-    vision_lora_target_modules=_CLIP_LINEAR + ("o_proj", "gate_proj", "up_proj", "down_proj"),
-    # "User:<image>...<end_of_utterance>\nAssistant: click(1, 2)<end_of_utterance>"
-    answer_prefix=" ",
-    answer_suffix="<end_of_utterance>",
-)
-
-PALIGEMMA = PrefixSuffixAdapter(
-    name="paligemma",
-    coordinate_space="paligemma_loc",
-    vision_module_prefixes=("vision_tower.", "multi_modal_projector."),
-    projector_module_prefixes=("multi_modal_projector.",),
-    lora_target_modules=_LLM_LINEAR,
-    vision_lora_target_modules=_CLIP_LINEAR + ("linear",),  # SigLIP + the linear projector
-    answer_suffix="<eos>",  # added by the processor after the suffix
-)
-
-FLORENCE2 = EncoderDecoderAdapter(
-    name="florence2",
-    coordinate_space="florence_loc",
-    # DaViT + the image projection / position embeddings into the BART encoder.
-    vision_module_prefixes=("vision_tower.", "multi_modal_projector."),
-    projector_module_prefixes=("multi_modal_projector.",),
-    # DaViT's window and channel attention and feed-forward layers (its convolutions stay), and the
-    # image projection into BART.
-    vision_lora_target_modules=("qkv", "window_attn.proj", "channel_attn.proj", "fc1", "fc2", "image_projection"),
-    # BART's attention (encoder self, decoder self and cross) and feed-forward layers.
-    lora_target_modules=("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"),
-    answer_suffix="</s>",
-    is_encoder_decoder=True,
-    peft_task_type="SEQ_2_SEQ_LM",
-)
-
-ADAPTERS = {a.name: a for a in (QWEN2_VL, QWEN2_5_VL, LLAVA, IDEFICS2, PALIGEMMA, FLORENCE2)}
-
-
-def get_adapter(model_name_or_path: str) -> ChatTemplateAdapter:
-    """The adapter for a model name or folder (see :func:`family_name_for`)."""
-    family = family_name_for(model_name_or_path)
-    if family not in ADAPTERS:
-        raise ValueError(f"{model_name_or_path!r} is a {family} model; this version of uivlm supports "
-                         f"{sorted(ADAPTERS)}")
-    return ADAPTERS[family]
+#: A Llama-style language model's linear layers (Qwen2, Llama, Mistral, Gemma).
+LLM_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+#: A CLIP / SigLIP encoder layer's linear layers (and BART's).
+CLIP_LINEAR = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")

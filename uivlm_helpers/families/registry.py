@@ -1,0 +1,139 @@
+"""The family registry and the one resolver of model names.
+
+:data:`FAMILY_MODULES` lists the family modules; adding a family is one new module (its ``FAMILY``
+plug-in, see :mod:`.plugin`) and one entry here. Everything else - the adapters by name, the embedded tiny
+models, the published specs, the model picker - is derived from these plug-ins.
+
+A model is named by an embedded tiny name (``uivlm/tiny-qwen2-vl``, built on first use), a shipped model
+(``uivlm/tiny-qwen2-vl-ui``), a Hub id or a local folder. :func:`resolve_model` turns any of them into
+the folder or id to load, its family and (for a published name) its published spec, without downloading
+anything; :func:`family_name_for` names the family alone (from the tiny name, a folder's ``config.json``
+``model_type``, or Hub-name patterns, longest first).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import florence2, idefics2, llava, paligemma, qwen2_5_vl, qwen2_vl
+from .adapters import ChatTemplateAdapter
+from .plugin import FamilyPlugin
+
+#: The registered family modules, in the model picker's order.
+FAMILY_MODULES = (qwen2_vl, qwen2_5_vl, llava, idefics2, florence2, paligemma)
+
+#: Family name -> plug-in.
+FAMILIES: dict[str, FamilyPlugin] = {module.FAMILY.name: module.FAMILY for module in FAMILY_MODULES}
+
+#: Family name -> adapter.
+ADAPTERS: dict[str, ChatTemplateAdapter] = {name: plugin.adapter for name, plugin in FAMILIES.items()}
+
+#: Recognised families and the Hub-name patterns / config ``model_type`` values that identify them.
+KNOWN_FAMILIES = {name: {"names": list(plugin.name_patterns), "model_types": list(plugin.model_types)}
+                  for name, plugin in FAMILIES.items()}
+
+#: Public names of the embedded tiny models, by family.
+TINY_MODELS = {model: name for name, plugin in FAMILIES.items() for model in plugin.tiny_models}
+
+
+def get_family(name: str) -> FamilyPlugin:
+    """The plug-in of a family name (``"qwen2_vl"``).
+
+    Raises:
+        ValueError: no such family (the message lists the registered ones).
+    """
+    if name not in FAMILIES:
+        raise ValueError(f"unknown model family {name!r}; registered families: {list(FAMILIES)}")
+    return FAMILIES[name]
+
+
+def tiny_recipe(model_name: str) -> dict:
+    """The recipe of an embedded tiny model (see :data:`TINY_MODELS`)."""
+    if model_name not in TINY_MODELS:
+        raise ValueError(f"unknown tiny model {model_name!r}; embedded tiny models: {sorted(TINY_MODELS)}")
+    return FAMILIES[TINY_MODELS[model_name]].tiny_models[model_name]
+
+
+def published_specs() -> dict[str, dict]:
+    """``{Hub name: published spec}`` of every family, in registry order."""
+    return {name: spec for plugin in FAMILIES.values() for name, spec in plugin.published.items()}
+
+
+def family_name_for(model_name_or_path: str) -> str:
+    """Name the family of a model from its tiny name, local ``config.json`` or Hub name.
+
+    Raises:
+        ValueError: the model is not of a supported family (the message lists them).
+    """
+    if model_name_or_path in TINY_MODELS:
+        return TINY_MODELS[model_name_or_path]
+    config_file = Path(model_name_or_path) / "config.json"
+    if config_file.is_file():
+        model_type = json.loads(config_file.read_text()).get("model_type")
+        for name, plugin in FAMILIES.items():
+            if model_type in plugin.model_types:
+                return name
+        raise ValueError(f"{model_name_or_path}: config.json has model_type {model_type!r}, which is "
+                         f"not a supported family; supported: {sorted(FAMILIES)}")
+    lowered = model_name_or_path.lower()
+    # Longest pattern first, so "qwen2.5-vl" is not taken for "qwen2-vl".
+    patterns = sorted(((p, name) for name, plugin in FAMILIES.items() for p in plugin.name_patterns),
+                      key=lambda pf: -len(pf[0]))
+    for pattern, name in patterns:
+        if re.search(pattern, lowered):
+            return name
+    raise ValueError(f"cannot tell the model family of {model_name_or_path!r}: it is not an embedded "
+                     f"tiny model ({sorted(TINY_MODELS)}), not a local folder with config.json, and its "
+                     f"name matches none of the supported families {sorted(FAMILIES)}")
+
+
+def get_adapter(model_name_or_path: str) -> ChatTemplateAdapter:
+    """The adapter for a model name or folder (see :func:`family_name_for`)."""
+    return FAMILIES[family_name_for(model_name_or_path)].adapter
+
+
+def local_folder(name: str) -> Path | None:
+    """The folder behind an offline model name: an embedded tiny model (built on first use) or a
+    shipped one; None for any other name (Hub ids, folders)."""
+    # Imported here: the builder and the shipped models' folders sit above the registry.
+    from ..pretrained import SHIPPED_MODELS, shipped_model_path
+    from ..tiny import tiny_checkpoint
+
+    if name in TINY_MODELS:
+        return Path(tiny_checkpoint(name))
+    if name in SHIPPED_MODELS:
+        return shipped_model_path(name)
+    return None
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model name resolved: ``path`` to load (a folder, or the Hub id itself), its ``family``, and its
+    published ``spec`` (a fresh copy; None unless the name is a published one)."""
+
+    name: str
+    path: str
+    family: str
+    spec: dict | None = None
+
+
+def resolve_model(name_or_path: str) -> ResolvedModel:
+    """The one resolver: what to load for a model name, and its family.
+
+    Tiny names are built on first use and shipped names checked (see :func:`local_folder`); a Hub id or a
+    folder is kept as it is. The family comes from the resolved folder's ``config.json`` when there is one,
+    else from the name.
+
+    Raises:
+        ValueError: the family cannot be told (see :func:`family_name_for`).
+        FileNotFoundError: a shipped model's folder is missing.
+    """
+    folder = local_folder(name_or_path)
+    path = str(folder) if folder is not None else name_or_path
+    published = published_specs().get(name_or_path)
+    return ResolvedModel(name=name_or_path, path=path, family=family_name_for(path),
+                         spec=copy.deepcopy(published) if published is not None else None)
