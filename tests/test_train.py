@@ -16,7 +16,8 @@ from safetensors.torch import load_file
 
 from uivlm_helpers import run_data
 from uivlm_helpers.config import load_config
-from uivlm_helpers.train import COMPLETE_MARKER, last_complete_checkpoint, train, training_arguments
+from uivlm_helpers.train import (COMPLETE_MARKER, NonFiniteTrainingError, last_complete_checkpoint, seal_checkpoint,
+                                 train, train_run, training_arguments)
 from uivlm_helpers.workbook import REPO_ROOT, RunPaths
 from uivlm_helpers.wrapper import VLMWrapper
 
@@ -63,30 +64,86 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path):
     half_written = interrupted.checkpoints / "checkpoint-25"
     half_written.mkdir(exist_ok=True)
     (half_written / "adapter_model.safetensors").write_bytes(b"trunc")
+    # ...and an earlier kill while writing the same checkpoint left one moved aside already.
+    (interrupted.checkpoints / "incomplete-checkpoint-25").mkdir()
+    (interrupted.checkpoints / "incomplete-checkpoint-25" / "optimizer.pt").write_bytes(b"older")
 
     resumed_run = subprocess.run([PYTHON, "-m", "uivlm_helpers.train", "--run-dir", str(interrupted.root),
                                   "--resume"], check=True, capture_output=True, text=True)
     assert "resuming from" in resumed_run.stdout, resumed_run.stdout
-    assert (interrupted.checkpoints / "incomplete-checkpoint-25").is_dir()
+    assert (interrupted.checkpoints / "incomplete-checkpoint-25" / "optimizer.pt").read_bytes() == b"older"
+    assert (interrupted.checkpoints / "incomplete-checkpoint-25-2" / "adapter_model.safetensors").is_file()
     expected, resumed = _adapter(straight), _adapter(interrupted)
     assert expected.keys() == resumed.keys()
     for name in expected:
         torch.testing.assert_close(resumed[name], expected[name], rtol=1e-5, atol=1e-6)
     summary = json.loads((interrupted.logs / "train_summary.json").read_text())
     assert summary["global_step"] == 30
+    # train_loss is the whole run's mean, not the mean of the steps after the resume
+    straight_summary = json.loads((straight.logs / "train_summary.json").read_text())
+    assert summary["train_loss"] == pytest.approx(straight_summary["train_loss"], rel=1e-5)
     logged_steps = [json.loads(line)["step"] for line in (interrupted.logs / "train.log").read_text().splitlines()]
     assert logged_steps == sorted(set(logged_steps)) and logged_steps[-1] == 30
 
 
-def test_last_complete_checkpoint_skips_unsealed_folders(tmp_path):
+def _checkpoint(folder: Path, step: int, sealed: bool = True) -> Path:
+    """A checkpoint folder holding a few files (a nested one too), sealed like the Trainer's are."""
+    path = folder / f"checkpoint-{step}"
+    (path / "nested").mkdir(parents=True)
+    (path / "adapter_model.safetensors").write_bytes(bytes(range(256)) * 40)
+    (path / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    (path / "nested" / "rng_state.pth").write_bytes(b"rng" * 10)
+    if sealed:
+        seal_checkpoint(path, step)
+    return path
+
+
+def test_last_complete_checkpoint_skips_unsealed_folders(tmp_path, capsys):
     for step, sealed in [(4, True), (8, True), (12, False)]:
-        folder = tmp_path / f"checkpoint-{step}"
-        folder.mkdir()
-        if sealed:
-            (folder / COMPLETE_MARKER).write_text("{}")
+        _checkpoint(tmp_path, step, sealed)
     assert last_complete_checkpoint(tmp_path) == tmp_path / "checkpoint-8"
-    assert (tmp_path / "incomplete-checkpoint-12").is_dir()
+    assert (tmp_path / "incomplete-checkpoint-12" / "adapter_model.safetensors").is_file()
+    assert "checkpoint-12 was never sealed complete" in capsys.readouterr().out
     assert last_complete_checkpoint(tmp_path / "nothing-here") is None
+    seal = json.loads((tmp_path / "checkpoint-8" / COMPLETE_MARKER).read_text())
+    assert seal["files"]["nested/rng_state.pth"]["size"] == 30
+    assert len(seal["files"]["adapter_model.safetensors"]["sha256"]) == 64
+
+
+def test_a_second_kill_while_saving_the_same_checkpoint_does_not_block_resume(tmp_path):
+    _checkpoint(tmp_path, 5)
+    for attempt in range(3):   # the run is killed three times while writing checkpoint-10
+        _checkpoint(tmp_path, 10, sealed=False)
+        (tmp_path / "checkpoint-10" / "attempt").write_text(str(attempt))
+        assert last_complete_checkpoint(tmp_path) == tmp_path / "checkpoint-5"
+    assert [(tmp_path / name / "attempt").read_text() for name in
+            ("incomplete-checkpoint-10", "incomplete-checkpoint-10-2", "incomplete-checkpoint-10-3")] == ["0", "1", "2"]
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (lambda p: (p / "adapter_model.safetensors").write_bytes(b"cut short"),
+     "adapter_model.safetensors is 9 bytes; it was 10240 bytes when sealed"),
+    (lambda p: (p / "nested" / "rng_state.pth").write_bytes(b"RNG" * 10),
+     "nested/rng_state.pth does not match the SHA-256 recorded when it was sealed"),
+    (lambda p: (p / "trainer_state.json").unlink(), "trainer_state.json is missing"),
+    (lambda p: (p / COMPLETE_MARKER).write_text('{"global_step": 1'), f"its seal {COMPLETE_MARKER} cannot be read"),
+])
+def test_a_damaged_sealed_checkpoint_is_moved_aside_and_resume_falls_back(tmp_path, capsys, damage, reason):
+    _checkpoint(tmp_path, 4)
+    _checkpoint(tmp_path, 8)
+    damage(_checkpoint(tmp_path, 12))
+    assert last_complete_checkpoint(tmp_path) == tmp_path / "checkpoint-8"
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and "skipped checkpoint-12" in out[0] and reason in out[0], out
+    assert "damaged-checkpoint-12" in out[0]
+    assert (tmp_path / "damaged-checkpoint-12" / "adapter_model.safetensors").is_file()   # kept, not deleted
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-4", "checkpoint-8", "damaged-checkpoint-12"]
+
+
+def test_a_checkpoint_sealed_before_seals_listed_files_is_still_resumed(tmp_path):
+    _checkpoint(tmp_path, 4, sealed=False)
+    (tmp_path / "checkpoint-4" / COMPLETE_MARKER).write_text(json.dumps({"global_step": 4}))
+    assert last_complete_checkpoint(tmp_path) == tmp_path / "checkpoint-4"
 
 
 def test_two_processes_train_together_with_accelerate(tmp_path):
@@ -162,7 +219,7 @@ def test_mixed_precision_without_a_gpu_is_a_clear_error(tmp_path, records):
         _run_option(tmp_path, records, training={"mixed_precision": "bf16"})
 
 
-def test_full_fine_tune_resumes_with_the_checkpointed_weights(tmp_path):
+def test_full_fine_tune_resumes_with_the_checkpointed_weights(tmp_path, capsys):
     # A full fine-tune's checkpoint holds the whole model under the checkpoint's key names; a resume
     # that failed to load them would silently continue from the initial weights.
     paths = _make_run(tmp_path / "full", max_steps=6, checkpoint_interval=3)
@@ -171,13 +228,21 @@ def test_full_fine_tune_resumes_with_the_checkpointed_weights(tmp_path):
     records = run_data.load_split(paths, "train")
     straight = VLMWrapper.from_config(config)
     initial = {k: v.clone() for k, v in straight.model.state_dict().items()}
-    train(config, straight, records, paths.root)
+    straight_summary = train(config, straight, records, paths.root)
     expected = straight.model.state_dict()
 
-    shutil.rmtree(paths.checkpoints / "checkpoint-6")
+    # The newest checkpoint was sealed complete and then cut short (a full disk, a bad copy): resume
+    # falls back to the one before it instead of failing in the safetensors loader.
+    weights = paths.checkpoints / "checkpoint-6" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
     resumed = VLMWrapper.from_config(config)
     summary = train(config, resumed, records, paths.root, resume=True)
+    out = capsys.readouterr().out
+    assert "skipped checkpoint-6: model.safetensors is 1000 bytes" in out
+    assert f"resuming from {paths.checkpoints / 'checkpoint-3'}" in out
+    assert (paths.checkpoints / "damaged-checkpoint-6" / "model.safetensors").stat().st_size == 1000
     assert summary["global_step"] == 6
+    assert summary["train_loss"] == pytest.approx(straight_summary["train_loss"], rel=1e-5)
     got = resumed.model.state_dict()
     moved = [k for k in expected if not torch.equal(expected[k], initial[k])]
     assert moved, "training changed no weight"
@@ -268,3 +333,64 @@ def test_auto_uncheckpointed_layers_leaves_out_what_the_budget_fits(tmp_path, re
         "gradient_checkpointing": True, "uncheckpointed_layers": "auto", "memory_budget_gib": plan["estimates"][0] / 2})
     assert summary["checkpointed_layers"] == {"checkpointed": total, "layers": total}
     assert "even with every layer checkpointed the estimate" in capsys.readouterr().out
+
+
+def test_a_diverging_run_stops_with_a_clear_error_and_saves_no_agent(tmp_path):
+    # 1e30 is a finite learning rate, so the configuration accepts it; its first update sends the
+    # next loss to inf or nan.
+    paths = _make_run(tmp_path / "diverging", max_steps=6, checkpoint_interval=1, warmup_steps=0)
+    config = load_config(paths.config)
+    config.set("algorithm.learning_rate", 1e30)
+    config.save(paths.config)
+    with pytest.raises(NonFiniteTrainingError, match=r"training stopped at step 2: the loss is (nan|inf)\b.*"
+                                                     r"lower algorithm\.learning_rate \(now 1e\+30\)"):
+        train_run(paths.root)
+    assert not (paths.adapter / "adapter_model.safetensors").exists()
+    sealed = [p for p in paths.checkpoints.iterdir() if (p / COMPLETE_MARKER).exists()]
+    assert [p.name for p in sealed] == ["checkpoint-1"]
+    assert all(torch.isfinite(t).all() for t in load_file(sealed[0] / "adapter_model.safetensors").values())
+
+
+def test_a_non_finite_gradient_stops_before_the_update(tmp_path, records):
+    config = load_config({"training": {"max_steps": 3, "batch_size": 2, "checkpoint_interval": 100,
+                                       "warmup_steps": 0}})
+    agent = VLMWrapper.from_config(config)
+    before = {n: p.detach().clone() for n, p in agent.model.named_parameters()}
+    weight = next(p for p in agent.model.parameters() if p.requires_grad)
+    weight.register_hook(lambda grad: torch.full_like(grad, float("inf")))   # the loss itself stays finite
+    with pytest.raises(NonFiniteTrainingError, match=r"training stopped at step 1: the gradient norm is (nan|inf)\b"):
+        train(config, agent, records, tmp_path)
+    for name, value in agent.model.named_parameters():
+        assert torch.equal(value.detach(), before[name]), f"{name} was updated"
+
+
+def test_non_finite_weights_are_never_sealed(tmp_path, records):
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    def poison(optimizer, args, kwargs):   # a last update that leaves NaN behind, as lr=inf does
+        optimizer.param_groups[0]["params"][0].data.fill_(float("nan"))
+
+    config = load_config({"training": {"max_steps": 1, "batch_size": 2, "checkpoint_interval": 100}})
+    agent = VLMWrapper.from_config(config)
+    handle = register_optimizer_step_post_hook(poison)
+    try:
+        with pytest.raises(NonFiniteTrainingError, match=r"checkpoint-1 holds non-finite weights \(.*lora_"):
+            train(config, agent, records, tmp_path)
+    finally:
+        handle.remove()
+    assert (tmp_path / "checkpoints" / "checkpoint-1").is_dir()
+    assert not (tmp_path / "checkpoints" / "checkpoint-1" / COMPLETE_MARKER).exists()
+    assert last_complete_checkpoint(tmp_path / "checkpoints") is None
+
+
+def test_an_empty_split_is_a_clear_error_before_the_model_loads(tmp_path, monkeypatch):
+    paths = _make_run(tmp_path / "empty", max_steps=2)
+    for split in ("train", "test"):
+        run_data.split_file(paths, split).write_text("")
+    monkeypatch.setattr(VLMWrapper, "from_config", classmethod(lambda cls, config: pytest.fail("the model loaded")))
+    with pytest.raises(ValueError, match=r"train\.jsonl: the train split has no records"):
+        train_run(paths.root)
+    with pytest.raises(ValueError, match=r"test\.jsonl: the test split has no records"):
+        run_data.load_split(paths, "test")
+    with pytest.raises(ValueError, match="train_records is empty"):
+        train(load_config(paths.config), None, [], paths.root)

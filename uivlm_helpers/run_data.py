@@ -177,8 +177,16 @@ def as_plain(record: data.UIRecord) -> dict:
 
 
 def load_split(paths: RunPaths, split: str, limit: int | None = None) -> list[dict]:
-    """The records of a split, validated, as plain dicts (the first ``limit`` when given)."""
-    records = [as_plain(r) for r in data.read_records(split_file(paths, split))]
+    """The records of a split, validated, as plain dicts (the first ``limit`` when given).
+
+    Raises:
+        ValueError: the split's file holds no records.
+    """
+    path = split_file(paths, split)
+    records = [as_plain(r) for r in data.read_records(path)]
+    if not records:
+        raise ValueError(f"{path}: the {split} split has no records; expected at least one "
+                         "(prepare the data again with 01_setup, or check data.source)")
     return records[:limit] if limit else records
 
 

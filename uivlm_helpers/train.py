@@ -8,6 +8,7 @@ mixed precision, checkpoints, resume, accelerate for several GPUs).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -45,35 +46,147 @@ class UICollator:
 
 
 COMPLETE_MARKER = "uivlm-checkpoint-complete"
+RUN_LOSS_FILE = "uivlm-run-loss.json"   # the loss summed over every step up to the checkpoint
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
-class CheckpointSealer(TrainerCallback):
-    """Marks a checkpoint complete once the Trainer has written all of it.
+class NonFiniteTrainingError(RuntimeError):
+    """Training produced a non-finite loss, gradient or weight and was stopped."""
 
-    The Trainer writes a checkpoint file by file; a process killed in between leaves a folder that
-    looks like a checkpoint. Only sealed folders are ever resumed from.
+
+def _what_to_try(args) -> str:
+    precision = " or train in full precision (training.mixed_precision: no)" if args.fp16 or args.bf16 else ""
+    return (f"try a lower algorithm.learning_rate (now {args.learning_rate:g}), more training.warmup_steps"
+            f"{precision}; a non-finite value from the first step points at the data or model.torch_dtype")
+
+
+def non_finite_parameters(model) -> list[str]:
+    """Names of the trainable parameters holding a nan or inf."""
+    return [name for name, p in model.named_parameters() if p.requires_grad and not torch.isfinite(p).all()]
+
+
+class DivergenceGuard(TrainerCallback):
+    """Stops training before an update with a non-finite gradient norm reaches the weights.
+
+    The Trainer clips such gradients into nan and steps anyway, after which every loss is nan (or
+    reads 0.0) and the saved agent is all nan. Checked on every step: one more norm over the
+    gradients, small next to the step itself. Not under fp16, where an overflowing gradient is
+    routine: the loss scaler skips that step and lowers its scale.
     """
 
-    def on_save(self, args, state, control, **kwargs):
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        grads = [p.grad for p in model.parameters() if p.grad is not None] if not args.fp16 else []
+        if not grads:
+            return
+        norm = torch.nn.utils.get_total_norm(grads)
+        if not torch.isfinite(norm):
+            raise NonFiniteTrainingError(
+                f"training stopped at step {state.global_step + 1}: the gradient norm is {norm.item()}; the step's "
+                f"update was not applied and no trained agent is saved. {_what_to_try(args)}")
+
+
+def _file_sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def seal_checkpoint(folder: str | Path, global_step: int) -> None:
+    """Mark a written checkpoint complete, recording every file's size and SHA-256.
+
+    Hashing reads the checkpoint once more: nothing next to the save for a LoRA adapter, and for a
+    full fine-tune's checkpoint (a 7B model with its optimizer state is ~45 GB) tens of seconds at
+    disk speed per save. That is the price of telling a file damaged after sealing (cut short by a
+    full disk, a bad copy) from an intact one before a resume loads it.
+    """
+    folder = Path(folder)
+    pending = folder / f"{COMPLETE_MARKER}.tmp"
+    files = {p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "sha256": _file_sha256(p)}
+             for p in sorted(folder.rglob("*")) if p.is_file() and p.name not in (COMPLETE_MARKER, pending.name)}
+    pending.write_text(json.dumps({"global_step": global_step, "files": files}, indent=1))
+    os.replace(pending, folder / COMPLETE_MARKER)   # a kill while sealing leaves no seal, never half of one
+
+
+def checkpoint_damage(folder: str | Path) -> str | None:
+    """Why a sealed checkpoint no longer matches its seal (None: it does)."""
+    folder = Path(folder)
+    try:
+        seal = json.loads((folder / COMPLETE_MARKER).read_text())
+        files = seal.get("files", {}) if isinstance(seal, dict) else None
+        if not isinstance(files, dict):
+            raise ValueError(f"expected an object with a 'files' object, got {str(seal)[:80]!r}")
+    except (OSError, ValueError) as error:
+        return f"its seal {COMPLETE_MARKER} cannot be read ({error})"
+    # A seal written before seals listed their files has none to check; it is trusted as it was then.
+    # Sizes first: a file cut short is found without reading the others.
+    for name, recorded in files.items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        size = path.stat().st_size
+        if size != recorded["size"]:
+            return f"{name} is {size} bytes; it was {recorded['size']} bytes when sealed"
+    for name, recorded in files.items():
+        if _file_sha256(folder / name) != recorded["sha256"]:
+            return f"{name} does not match the SHA-256 recorded when it was sealed"
+    return None
+
+
+def _move_aside(path: Path, prefix: str) -> Path:
+    """Rename ``path`` to ``<prefix>-<name>``, or ``<prefix>-<name>-2``, ``-3``... when taken (a run
+    killed twice while writing the same checkpoint leaves two of them)."""
+    target, n = path.with_name(f"{prefix}-{path.name}"), 2
+    while target.exists():
+        target, n = path.with_name(f"{prefix}-{path.name}-{n}"), n + 1
+    path.rename(target)
+    return target
+
+
+class CheckpointSealer(TrainerCallback):
+    """Seals a checkpoint (:func:`seal_checkpoint`) once the Trainer has written all of it.
+
+    The Trainer writes a checkpoint file by file; a process killed in between leaves a folder that
+    looks like a checkpoint. Only sealed folders are ever resumed from, and a checkpoint holding
+    non-finite weights is never sealed: training stops there instead.
+    """
+
+    def on_save(self, args, state, control, model=None, **kwargs):
+        name = f"checkpoint-{state.global_step}"
+        broken = non_finite_parameters(model) if model is not None else []
+        if broken:
+            shown = ", ".join(broken[:3]) + (f" and {len(broken) - 3} more" if len(broken) > 3 else "")
+            raise NonFiniteTrainingError(
+                f"{name} holds non-finite weights ({shown}): it is left unsealed, so no resume starts from "
+                f"it, training stops at step {state.global_step} and no trained agent is saved. "
+                f"{_what_to_try(args)}")
         if state.is_world_process_zero:
-            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            (folder / COMPLETE_MARKER).write_text(json.dumps({"global_step": state.global_step}))
+            seal_checkpoint(Path(args.output_dir) / name, state.global_step)
 
 
-def last_complete_checkpoint(checkpoints_dir: str | Path) -> Path | None:
-    """The newest sealed checkpoint; unsealed (half-written) ones are renamed out of the way."""
+def last_complete_checkpoint(checkpoints_dir: str | Path, verify: bool = True) -> Path | None:
+    """The newest sealed checkpoint that still matches its seal.
+
+    Unsealed (half-written) folders are renamed ``incomplete-checkpoint-N``; a sealed one that no longer
+    matches its seal is renamed ``damaged-checkpoint-N`` (kept, never deleted) and the next older one is
+    checked, each with one printed line. ``verify=False`` skips the file checks (another process
+    has made them).
+    """
     folder = Path(checkpoints_dir)
     if not folder.is_dir():
         return None
-    found = sorted((int(m.group(1)), p) for p in folder.iterdir()
-                   if p.is_dir() and (m := _CHECKPOINT.match(p.name)))
+    found = sorted(((int(m.group(1)), p) for p in folder.iterdir()
+                    if p.is_dir() and (m := _CHECKPOINT.match(p.name))), reverse=True)
     complete = None
-    for step, path in found:
-        if (path / COMPLETE_MARKER).is_file():
-            complete = path
-        else:
-            path.rename(path.with_name(f"incomplete-{path.name}"))
+    for _, path in found:
+        if not (path / COMPLETE_MARKER).is_file():
+            moved = _move_aside(path, "incomplete")
+            print(f"{path.name} was never sealed complete (training stopped while writing it): moved to {moved.name}")
+        elif complete is None:
+            damage = checkpoint_damage(path) if verify else None
+            if damage is None:
+                complete = path
+            else:
+                moved = _move_aside(path, "damaged")
+                print(f"skipped {path.name}: {damage}; moved to {moved.name}, falling back to an older checkpoint")
     return complete
 
 
@@ -200,14 +313,61 @@ def training_arguments(config: RunConfig, output_dir: Path) -> TrainingArguments
 
 
 class UITrainer(Trainer):
-    """``Trainer`` that resumes a full fine-tune with the weights it saved.
+    """``Trainer`` that resumes a full fine-tune with the weights it saved, stops on a non-finite loss,
+    and keeps the whole run's loss across resumes.
 
     ``Trainer`` reloads a full model checkpoint with a raw ``load_state_dict(strict=False)``;
     transformers 5 saves models such as Qwen2-VL under their original key names (``visual.*``,
     ``model.layers.*``) while the module names are ``model.visual.*``, ``model.language_model.*``, so
     nothing matched and a resumed run silently restarted from the initial weights. ``from_pretrained``
     applies the key mapping; the loaded weights must then cover the model exactly.
+
+    ``Trainer``'s ``training_loss`` averages the steps of one ``train()`` call only, so after a resume
+    it left out everything before the checkpoint. Each checkpoint records the loss summed over all
+    its steps (:data:`RUN_LOSS_FILE`); :meth:`run_mean_loss` adds the steps since.
     """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.loss_before_resume: float | None = 0.0   # None: the checkpoint recorded no run loss
+        self._loss_since_resume = None
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        # Trainer would replace a nan/inf loss by the running mean and go on training into nan weights.
+        if not torch.isfinite(loss):
+            raise NonFiniteTrainingError(
+                f"training stopped at step {self.state.global_step + 1}: the loss is {loss.item()}; the step's "
+                f"update was not applied and no trained agent is saved. {_what_to_try(self.args)}")
+        self._loss_since_resume = loss if self._loss_since_resume is None else self._loss_since_resume + loss
+        return loss
+
+    def run_loss_sum(self) -> float | None:
+        """The loss summed over every step so far, averaged over the processes (call it on all of them)."""
+        if self.loss_before_resume is None:
+            return None
+        since = self._loss_since_resume if self._loss_since_resume is not None else torch.zeros((), device=self.args.device)
+        return self.loss_before_resume + self.accelerator.reduce(since.detach().float(), reduction="mean").item()
+
+    def run_mean_loss(self) -> float | None:
+        """The mean training loss over all the run's steps, those before a resume included."""
+        total = self.run_loss_sum()
+        return None if total is None or not self.state.global_step else total / self.state.global_step
+
+    def resume_run_loss(self, checkpoint: Path) -> None:
+        """Take the loss summed up to ``checkpoint`` (None when it predates :data:`RUN_LOSS_FILE`)."""
+        recorded = checkpoint / RUN_LOSS_FILE
+        self.loss_before_resume = json.loads(recorded.read_text())["loss_sum"] if recorded.is_file() else None
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        loss_sum = self.run_loss_sum()
+        if self.args.should_save:
+            folder = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
+            (folder / RUN_LOSS_FILE).write_text(json.dumps({"global_step": self.state.global_step,
+                                                            "loss_sum": loss_sum}))
+        # Each process writes its own part (rng_state_<rank>.pth): all are done before the seal lists the files.
+        self.accelerator.wait_for_everyone()
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         folder = Path(resume_from_checkpoint)
@@ -239,7 +399,7 @@ def build_trainer(config: RunConfig, wrapper: VLMWrapper, train_records, run_dir
         # also hooks the vision patch embedding, making a frozen tower keep its activations.
         wrapper.model.get_input_embeddings().register_forward_hook(
             lambda module, inputs, output: output.requires_grad_(True))
-    callbacks = [history, CheckpointSealer(),
+    callbacks = [history, CheckpointSealer(), DivergenceGuard(),
                  TensorBoardCallback(SummaryWriter(str(run_dir / "logs" / "tensorboard")))]
     if config.training.gradient_checkpointing and config.training.uncheckpointed_layers:
         from .checkpointing import PartialCheckpointing, resolve_uncheckpointed_layers
@@ -273,19 +433,31 @@ def train(config: RunConfig, wrapper: VLMWrapper, train_records, run_dir: str | 
         resume: continue from the newest complete checkpoint in the run folder (a fresh start when
             there is none); False starts over.
     """
+    if len(train_records) == 0:
+        raise ValueError("train: train_records is empty; training needs at least one record "
+                         "(run_data.load_split(paths, 'train') reads the run's training split)")
     logging.getLogger("transformers.trainer").setLevel(logging.WARNING)
     trainer, history = build_trainer(config, wrapper, train_records, run_dir, live_plot)
-    checkpoint = last_complete_checkpoint(Path(run_dir) / "checkpoints") if resume else None
+    checkpoint = None
+    if resume:
+        # The main process checks the seals and moves broken folders aside before the others look.
+        with trainer.args.main_process_first(local=False, desc="checking checkpoints"):
+            checkpoint = last_complete_checkpoint(Path(run_dir) / "checkpoints", verify=trainer.is_world_process_zero())
     if checkpoint is not None:
-        history.restore(int(_CHECKPOINT.match(checkpoint.name).group(1)))
+        step = int(_CHECKPOINT.match(checkpoint.name).group(1))
+        history.restore(step)
+        trainer.resume_run_loss(checkpoint)
         print(f"resuming from {checkpoint}")
+        if trainer.loss_before_resume is None:
+            print(f"{checkpoint.name} has no {RUN_LOSS_FILE}: train_loss covers the steps after {step} only")
     elif history.log_file.exists():
         history.log_file.unlink()  # a fresh run starts a fresh log
     output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    run_mean_loss = trainer.run_mean_loss()
     n_first = max(1, len(history.losses) // 5)
     return {
         "global_step": output.global_step,
-        "train_loss": output.training_loss,
+        "train_loss": run_mean_loss if run_mean_loss is not None else output.training_loss,
         "first_loss": sum(history.losses[:n_first]) / n_first if history.losses else None,
         "last_loss": sum(history.losses[-n_first:]) / n_first if history.losses else None,
         "steps": history.steps,
@@ -318,8 +490,9 @@ def train_run(run_dir: str | Path, resume: bool = False) -> dict:
 
     paths = RunPaths(Path(run_dir).resolve())
     config = load_config(paths.config)
+    records = run_data.load_split(paths, "train")   # bad or empty data is reported before the model loads
     wrapper = VLMWrapper.from_config(config)
-    summary = train(config, wrapper, run_data.load_split(paths, "train"), paths.root, resume=resume)
+    summary = train(config, wrapper, records, paths.root, resume=resume)
     from accelerate import PartialState
 
     if PartialState().is_main_process:  # one writer when several processes train together
