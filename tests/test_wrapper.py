@@ -219,3 +219,14 @@ def test_a_saved_agent_answers_in_the_coordinate_space_it_names(screens, tmp_pat
     (saved / AGENT_FILE).write_text(json.dumps(settings))
     with pytest.raises(ValueError, match=r"uivlm_agent.json: coordinate_space is 'norm42', not a known"):
         VLMWrapper(str(saved))
+
+
+def test_an_agent_with_non_finite_weights_is_never_saved(tmp_path):
+    """A diverged run's weights (nan) must not replace a saved agent, whatever cell saves them."""
+    agent = VLMWrapper(model_name="uivlm/tiny-qwen2-vl", use_lora=True, lora_config={"r": 4})
+    name, weight = next((n, p) for n, p in agent.model.named_parameters() if p.requires_grad)
+    with torch.no_grad():
+        weight.view(-1)[0] = float("nan")
+    with pytest.raises(ValueError, match=r"hold nan or inf .*not saved.*learning_rate"):
+        agent.save_pretrained(tmp_path / "adapter")
+    assert not (tmp_path / "adapter").exists()

@@ -21,7 +21,7 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from .config import RunConfig
-from .wrapper import VLMWrapper, _as_image
+from .wrapper import VLMWrapper, _as_image, non_finite_parameters
 
 
 class UICollator:
@@ -58,11 +58,6 @@ def _what_to_try(args) -> str:
     precision = " or train in full precision (training.mixed_precision: no)" if args.fp16 or args.bf16 else ""
     return (f"try a lower algorithm.learning_rate (now {args.learning_rate:g}), more training.warmup_steps"
             f"{precision}; a non-finite value from the first step points at the data or model.torch_dtype")
-
-
-def non_finite_parameters(model) -> list[str]:
-    """Names of the trainable parameters holding a nan or inf."""
-    return [name for name, p in model.named_parameters() if p.requires_grad and not torch.isfinite(p).all()]
 
 
 class DivergenceGuard(TrainerCallback):

@@ -150,6 +150,11 @@ def describe_trained(parts: dict) -> str:
     return line + (f"; frozen: {', '.join(frozen)}" if frozen else "")
 
 
+def non_finite_parameters(model) -> list[str]:
+    """Names of the trainable parameters holding a nan or inf."""
+    return [name for name, p in model.named_parameters() if p.requires_grad and not torch.isfinite(p).all()]
+
+
 class VLMWrapper:
     """A vision-language model that reads a screenshot and an instruction and answers with an action.
 
@@ -486,6 +491,10 @@ class VLMWrapper:
     def save_pretrained(self, path: str | Path) -> Path:
         """Save weights (the LoRA adapter alone when there is one) as safetensors, the processor and
         the agent settings, so ``VLMWrapper(model_name=path)`` restores a working agent."""
+        bad = non_finite_parameters(self.model)
+        if bad:  # a diverged run: such an agent answers nothing, and would replace a good one
+            raise ValueError(f"save_pretrained: {len(bad)} trainable parameter(s) hold nan or inf (first: {bad[0]}); "
+                             "the agent is not saved. Train again with a lower algorithm.learning_rate")
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(path, safe_serialization=True)
