@@ -58,7 +58,7 @@ def main(argv=None) -> dict:
     from uivlm_helpers.config import load_config
     from uivlm_helpers.run_data import as_plain
     from uivlm_helpers.train import UICollator
-    from uivlm_helpers.wrapper import VLMWrapper, _as_image
+    from uivlm_helpers.wrapper import VLMWrapper, as_image
 
     torch.manual_seed(0)
     size = (args.image_size, args.image_size)
@@ -66,7 +66,7 @@ def main(argv=None) -> dict:
         jsonl = synth.generate_records(args.records, seed=0, out_dir=tmp, image_size=size)
         read_s = _median_seconds(lambda: data.read_records(jsonl), 3)
         records = [as_plain(r) for r in data.read_records(jsonl)]
-        load_s = _median_seconds(lambda: [_as_image(r["image"]) for r in records], 3)
+        load_s = _median_seconds(lambda: [as_image(r["image"]) for r in records], 3)
 
         config = load_config(None)
         wrapper = VLMWrapper.from_config(config)

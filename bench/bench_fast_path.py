@@ -69,7 +69,7 @@ def run_setting(name, size, max_pixels, args, folder: Path) -> dict:
             sample = UICollator(wrapper)(records[:args.batch_size])
             row["tokens_per_sample"] = round(float(sample["attention_mask"].sum()) / args.batch_size, 1)
             row["image_tokens_per_sample"] = int(
-                (sample["input_ids"] == features._image_token_id(wrapper.model)).sum()) // args.batch_size
+                (sample["input_ids"] == features.image_token_id(wrapper.model)).sum()) // args.batch_size
         start = time.perf_counter()
         summary = train(config, wrapper, records, folder / f"run-{mode}-{size[0]}")
         total = time.perf_counter() - start

@@ -59,10 +59,10 @@ class GenerateRecorder:
 
 def measure(wrapper, records, batch, repeats, constrained, device, recorder):
     """Median seconds of ``predict_action`` on ``batch`` screens (after one warm-up call)."""
-    from uivlm_helpers.wrapper import _as_image
+    from uivlm_helpers.wrapper import as_image
 
     chosen = [records[i % len(records)] for i in range(batch)]
-    images = [_as_image(r["image"]) for r in chosen]
+    images = [as_image(r["image"]) for r in chosen]
     prompts = [r["instruction"] for r in chosen]
     wrapper.predict_action(images, prompts, constrained=constrained)  # warm-up (kernels, grammar masks)
     times, answers = [], None

@@ -161,11 +161,11 @@ def trl_dataset(records, wrapper):
     from datasets import Dataset, Image, List
 
     from uivlm_helpers.prompts import user_text
-    from uivlm_helpers.wrapper import _as_image
+    from uivlm_helpers.wrapper import as_image
 
     rows = []
     for record in records:
-        image = _as_image(record["image"])
+        image = as_image(record["image"])
         text = user_text(wrapper.task_prompt, record["instruction"], wrapper.action_format,
                          wrapper.adapter.coordinate_space)
         target = wrapper.render_target(record["action"], image.size)

@@ -65,7 +65,7 @@ def test_cached_qwen2_vl_loss_and_lora_gradients_equal_the_plain_forward(screens
     plain_batch = UICollator(wrapper)(records)
     cached_batch = CachedFeaturesCollator(wrapper, cache)(records)
     assert "pixel_values" not in cached_batch and "image_grid_thw" not in cached_batch
-    image_tokens = int((plain_batch["input_ids"] == features._image_token_id(wrapper.model)).sum())
+    image_tokens = int((plain_batch["input_ids"] == features.image_token_id(wrapper.model)).sum())
     assert cached_batch[FEATURES_KEY].shape[0] == image_tokens > 0
     assert cached_batch["position_ids"].shape == (3, *plain_batch["input_ids"].shape)   # M-RoPE positions
     torch.testing.assert_close(cached_batch["labels"], plain_batch["labels"], rtol=0, atol=0)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .wrapper import VLMWrapper, _as_image
+from .wrapper import VLMWrapper, as_image
 
 POINT_TYPES = ("click", "double_click", "long_press")
 
@@ -62,7 +62,7 @@ def predict_records(wrapper: VLMWrapper, records, batch_size: int = 8, progress:
     batches = range(0, len(records), batch_size)
     for start in tqdm(batches, desc="predicting", disable=not progress):
         chunk = records[start:start + batch_size]
-        images = [_as_image(r["image"]) for r in chunk]
+        images = [as_image(r["image"]) for r in chunk]
         predictions = wrapper.predict(images, [r["instruction"] for r in chunk])
         for record, prediction, image in zip(chunk, predictions, images):
             rows.append({

@@ -49,7 +49,8 @@ from pathlib import Path
 
 import torch
 
-from .wrapper import VLMWrapper, _as_image
+from .families.registry import FAMILIES, get_family
+from .wrapper import VLMWrapper, as_image
 
 #: The batch key that carries the cached features from the collator to the model's pre-hook.
 FEATURES_KEY = "cached_image_features"
@@ -63,8 +64,9 @@ SWITCH_CHOICES = ("auto", "true", "false")
 #: Batch keys that only the vision tower reads (dropped from a cached batch).
 VISION_INPUT_KEYS = {"pixel_values", "image_grid_thw", "pixel_attention_mask", "image_sizes",
                      "pixel_values_videos", "video_grid_thw"}
-#: Families whose language model uses M-RoPE: their 3-D ``position_ids`` come from ``get_rope_index``.
-ROPE_INDEX_FAMILIES = {"qwen2_vl", "qwen2_5_vl"}
+#: Families whose language model uses M-RoPE: their 3-D ``position_ids`` come from ``get_rope_index``
+#: (each family plug-in's ``rope_index``).
+ROPE_INDEX_FAMILIES = {name for name, plugin in FAMILIES.items() if plugin.rope_index}
 
 # Config entries that do not change what the vision tower computes (left out of the feature key).
 _CONFIG_NOISE = {"_name_or_path", "transformers_version", "use_cache", "architectures", "output_attentions",
@@ -140,7 +142,8 @@ def mode_dependent_vision_modules(wrapper: VLMWrapper) -> list[str]:
     return found
 
 
-def _image_token_id(model) -> int | None:
+def image_token_id(model) -> int | None:
+    """The image token's id in a loaded model's config (None when it has none)."""
     config = _hf_model(model).config
     for name in ("image_token_id", "image_token_index"):
         value = getattr(config, name, None)
@@ -149,8 +152,57 @@ def _image_token_id(model) -> int | None:
     return None
 
 
+def mode_dependent_in_spec(spec: dict) -> list[str]:
+    """What an architecture spec (:func:`.model_configs.architecture_spec`) says computes differently in
+    training mode in the vision tower: its dropout and stochastic-depth rates above 0 (the spec-level
+    counterpart of :func:`mode_dependent_vision_modules`, for estimates made without loading the model)."""
+    return [f"vision_config.{key}={value}" for key, value in spec.get("vision", {}).items()
+            if ("dropout" in key or "drop_path" in key) and isinstance(value, (int, float)) and value > 0]
+
+
+def cache_decision(setting, family: str, *, trainable_vision: str | None = None, mode_dependent=(),
+                   augments_images: bool = False, has_image_features: bool = True) -> Decision:
+    """Whether vision features are cached, from the facts that decide it (the one rule: training's
+    :func:`decide_cache` reads the facts off the loaded model, the memory estimate off the run
+    configuration and the architecture spec).
+
+    Args:
+        setting: ``"auto"``, ``"true"`` or ``"false"`` (or a bool).
+        family: the model's family (its plug-in may rule the cache out: ``feature_cache``).
+        trainable_vision: what makes the vision tower train (None: it is frozen).
+        mode_dependent: parts of the tower that compute differently in training mode.
+        augments_images: the training images change from epoch to epoch.
+        has_image_features: the model has an image-token id and ``get_image_features``.
+
+    Raises:
+        FastPathError: ``true`` where the cached path cannot equal the plain one.
+    """
+    setting = _switch(setting)
+    if setting == "false":
+        return Decision(False, "training.cache_vision_features is false")
+    problems = []
+    if trainable_vision:
+        problems.append(f"{trainable_vision}: its features change as it trains (model.freeze_vision_encoder: false "
+                        "trains the tower, under LoRA through adapters on its layers; set it to true to cache)")
+    if mode_dependent:
+        problems.append(f"the vision tower computes differently while training ({', '.join(list(mode_dependent)[:3])})")
+    if augments_images:
+        problems.append("the images are augmented per epoch, so each epoch's features differ")
+    plugin = get_family(family)
+    if not plugin.feature_cache:
+        problems.append(f"{family}: {plugin.feature_cache_reason}")
+    if not has_image_features:
+        problems.append(f"{family}: the model has no image-token id or get_image_features")
+    if not problems:
+        return Decision(True, "the vision tower is frozen and the images are not augmented: features cached")
+    if setting == "true":
+        raise FastPathError("training.cache_vision_features=true, but cached features would not equal the "
+                            "plain forward's: " + "; ".join(problems) + ". Use auto or false.")
+    return Decision(False, "vision features not cached: " + "; ".join(problems))
+
+
 def decide_cache(setting, wrapper: VLMWrapper, augments_images: bool = False) -> Decision:
-    """Resolve ``training.cache_vision_features`` for this model.
+    """Resolve ``training.cache_vision_features`` for this model (:func:`cache_decision` on its facts).
 
     Args:
         setting: ``"auto"``, ``"true"`` or ``"false"`` (or a bool).
@@ -161,28 +213,16 @@ def decide_cache(setting, wrapper: VLMWrapper, augments_images: bool = False) ->
     Raises:
         FastPathError: ``true`` where the cached path cannot equal the plain one.
     """
-    setting = _switch(setting)
-    if setting == "false":
-        return Decision(False, "training.cache_vision_features is false")
-    problems = []
+    if _switch(setting) == "false":
+        return cache_decision(setting, wrapper.family)
     trainable = trainable_vision_parameters(wrapper)
-    if trainable:
-        problems.append(f"the vision tower has {len(trainable)} trainable parameter tensors (e.g. {trainable[0]}): "
-                        "its features change as it trains (model.freeze_vision_encoder: false trains the tower, "
-                        "under LoRA through adapters on its layers; set it to true to cache)")
-    mode_dependent = mode_dependent_vision_modules(wrapper)
-    if mode_dependent:
-        problems.append(f"the vision tower computes differently while training ({', '.join(mode_dependent[:3])})")
-    if augments_images:
-        problems.append("the images are augmented per epoch, so each epoch's features differ")
-    if _image_token_id(wrapper.model) is None or not hasattr(_hf_model(wrapper.model), "get_image_features"):
-        problems.append(f"{wrapper.family}: the model has no image-token id or get_image_features")
-    if not problems:
-        return Decision(True, "the vision tower is frozen and the images are not augmented: features cached")
-    if setting == "true":
-        raise FastPathError("training.cache_vision_features=true, but cached features would not equal the "
-                            "plain forward's: " + "; ".join(problems) + ". Use auto or false.")
-    return Decision(False, "vision features not cached: " + "; ".join(problems))
+    return cache_decision(
+        setting, wrapper.family,
+        trainable_vision=(f"the vision tower has {len(trainable)} trainable parameter tensors (e.g. {trainable[0]})"
+                          if trainable else None),
+        mode_dependent=mode_dependent_vision_modules(wrapper), augments_images=augments_images,
+        has_image_features=(image_token_id(wrapper.model) is not None
+                            and hasattr(_hf_model(wrapper.model), "get_image_features")))
 
 
 def _liger_model_types() -> set[str] | None:
@@ -247,7 +287,7 @@ def _blake(data=None, size: int = 16):
 def image_hash(image) -> str:
     """Hash of an image's decoded RGB pixels (and size): the same screenshot gives the same hash whatever
     file it came from; any changed pixel gives another."""
-    image = _as_image(image)
+    image = as_image(image)
     digest = _blake(f"{image.mode}:{image.size[0]}x{image.size[1]}:".encode())
     digest.update(image.tobytes())
     return digest.hexdigest()
@@ -400,7 +440,7 @@ def compute_features(wrapper: VLMWrapper, images, mixed_precision: str = "no", w
     hf = _hf_model(wrapper.model)
     hidden = hf.get_input_embeddings().weight.shape[-1]
     device, _ = _vision_device_dtype(wrapper)
-    vision_inputs = wrapper.processor.image_processor(images=[_as_image(i) for i in images], return_tensors="pt")
+    vision_inputs = wrapper.processor.image_processor(images=[as_image(i) for i in images], return_tensors="pt")
     kwargs = {k: v.to(device) for k, v in _feature_kwargs(hf, dict(vision_inputs)).items()}
     autocast = (torch.autocast(device.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[mixed_precision])
                 if mixed_precision in ("bf16", "fp16") else torch.autocast(device.type, enabled=False))
@@ -851,7 +891,7 @@ class CachedFeaturesCollator:
         batch = self._text_only_batch(records) if self.text_only else None
         if batch is not None:
             return batch
-        images = [_as_image(r["image"]) for r in records]
+        images = [as_image(r["image"]) for r in records]
         return self.finish(self.plain.encode(records, images, [img.size for img in images]), images)
 
     def _text_only_batch(self, records: list[dict]) -> dict | None:
@@ -884,7 +924,7 @@ class CachedFeaturesCollator:
         return self._attach(batch, [self.features(image) for image in images])
 
     def _attach(self, batch: dict, features: list[torch.Tensor]) -> dict:
-        token_id = _image_token_id(self.wrapper.model)
+        token_id = image_token_id(self.wrapper.model)
         per_row = (batch["input_ids"] == token_id).sum(dim=1).tolist()
         if per_row != [f.shape[0] for f in features]:
             raise ValueError(f"cached features do not fit the batch: image tokens per sample {per_row}, cached "
@@ -929,7 +969,7 @@ def install_feature_hook(model) -> None:
     handle = getattr(hf, "_uivlm_feature_hook", None)
     if handle is not None and handle.id in hf._forward_pre_hooks:
         return
-    hf._uivlm_image_token_id = _image_token_id(model)
+    hf._uivlm_image_token_id = image_token_id(model)
     hf._uivlm_feature_hook = hf.register_forward_pre_hook(_feature_pre_hook, with_kwargs=True)
 
 
@@ -1027,7 +1067,7 @@ def prepare_fast_path(config, wrapper: VLMWrapper, train_records, run_dir, colla
     check = None
     if sample:
         plain_batch = collator(sample)
-        images = [_as_image(r["image"]) for r in sample]
+        images = [as_image(r["image"]) for r in sample]
         cached_batch = cached_collator.finish(dict(plain_batch), images)
         text_only = cached_collator._text_only_batch(sample) if cached_collator.text_only else None
         if text_only is not None:
@@ -1148,7 +1188,7 @@ def compare_paths(wrapper: VLMWrapper, records, cache: FeatureCache | None = Non
     plain_collator = UICollator(wrapper, max_length)
     cached_collator = CachedFeaturesCollator(wrapper, cache, max_length)
     plain_batch = plain_collator(records)
-    images = [_as_image(r["image"]) for r in records]
+    images = [as_image(r["image"]) for r in records]
     cached_batch = cached_collator.finish(dict(plain_batch), images)
     check = check_exact(wrapper, plain_batch, cached_batch)
     tokens = int(plain_batch["attention_mask"].sum())

@@ -39,6 +39,7 @@ import math
 import time
 
 from .config import RunConfig
+from .families.registry import FAMILIES
 
 GIB = 2 ** 30
 
@@ -151,7 +152,7 @@ def _vision_block_bytes(vision: dict, act: int, trainable: bool) -> float:
     if vision["type"] == "davit":  # approximate: spatial + channel block per depth, ViT-like each
         return 0.0  # handled per stage in _vision_bytes
     e, m = vision["embed_dim"], vision["mlp_dim"]
-    if vision["type"] == "qwen2_5_vl":      # RMSNorm (fp32 upcast), gated SiLU MLP
+    if vision["norm"] == "rms":             # RMSNorm (fp32 upcast), gated SiLU MLP (Qwen2.5-VL)
         total = 2 * 4 * e + act * (4 * e + 3 * m)
     elif vision["mlp"] == "quick_gelu":     # LayerNorm, fc1 -> x * sigmoid(1.702 x) -> fc2 (Qwen2-VL, CLIP)
         total = act * (6 * e + 2 * m)
@@ -183,9 +184,9 @@ def _vision_bytes(spec: dict, patches: int, image_tokens: int, act: int, *, grap
         blocks = vision["depth"] * act * e * patches
     else:
         blocks = vision["depth"] * _vision_block_bytes(vision, act, trainable) * patches
-    # Projector / merger: Qwen's merger LayerNorm (or RMSNorm) + GELU inputs; LLaVA's GELU input.
-    if vision["type"] in ("qwen2_vl", "qwen2_5_vl"):
-        norm = act if vision["type"] == "qwen2_vl" else 4
+    # Projector / merger: Qwen's patch merger (LayerNorm or RMSNorm + GELU inputs, per patch); LLaVA's GELU input.
+    if "spatial_merge_size" in vision:
+        norm = act if vision["norm"] == "layer" else 4
         projector = (norm * e + act * e) * patches
     else:
         projector = act * spec["text"]["hidden_size"] * image_tokens
@@ -195,33 +196,39 @@ def _vision_bytes(spec: dict, patches: int, image_tokens: int, act: int, *, grap
 def _pixel_bytes(spec: dict, patches: int) -> float:
     """``pixel_values`` as the processor returns them (fp32)."""
     vision = spec["vision"]
-    if vision["type"] in ("qwen2_vl", "qwen2_5_vl"):
+    if "temporal_patch_size" in vision:     # Qwen: flattened patches (channels x frames x patch x patch)
         return 4 * patches * vision["in_channels"] * vision["temporal_patch_size"] * vision["patch_size"] ** 2
-    side = spec["image_tokens"].get("image_size") or 0
-    if spec["image_tokens"]["rule"] == "idefics2":
+    side = spec["image_tokens"].get("image_size")
+    if not side:   # native aspect ratio (Idefics2): the patches the processor cut
         return 4 * 3 * patches * vision["patch_size"] ** 2
     return 4 * 3 * side * side
 
 
 # -- the fast path switches -----------------------------------------------------------------------------
-#: Families liger-kernel 0.8 patches (fused linear cross-entropy).
-LIGER_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "llava", "paligemma")
+#: Families liger-kernel 0.8 patches (fused linear cross-entropy; each family plug-in's ``fused_cross_entropy``).
+LIGER_FAMILIES = tuple(name for name, plugin in FAMILIES.items() if plugin.fused_cross_entropy)
 
 
-def _fast_path_switches(config: RunConfig, spec: dict, vision_frozen: bool, gpu: bool) -> tuple[bool, bool]:
+def _fast_path_switches(config: RunConfig, spec: dict, gpu: bool) -> tuple[bool, bool]:
     """``(cache_vision_features, fused_cross_entropy)`` as training would resolve them.
 
-    ``auto`` caches when the vision tower is frozen and has no stochastic layer (what
-    ``features.decide_cache`` checks on the loaded model); the fused loss needs a GPU, liger-kernel installed
-    and a family it patches.
+    ``auto`` asks :func:`.features.cache_decision`, the rule training applies to the loaded model, with
+    the facts the configuration and spec give: the tower trains when ``model.freeze_vision_encoder`` is
+    false (fully, or under LoRA through adapters on its layers), and the spec's dropout / stochastic-depth
+    rates. ``true`` is estimated as asked. The fused loss needs a GPU, liger-kernel installed and a family
+    it patches.
     """
     import importlib.util
+
+    from .features import cache_decision, mode_dependent_in_spec
 
     t = config.training
     cache_setting = str(getattr(t, "cache_vision_features", "false")).lower()
     fused_setting = str(getattr(t, "fused_cross_entropy", "false")).lower()
-    # Florence-2's published DaViT uses stochastic depth (drop_path_rate 0.1) while training: not cacheable.
-    cache = cache_setting == "true" or (cache_setting == "auto" and vision_frozen and spec.get("family") != "florence2")
+    cache = cache_setting == "true" or (cache_setting == "auto" and cache_decision(
+        "auto", spec["family"], mode_dependent=mode_dependent_in_spec(spec),
+        trainable_vision=None if config.model.freeze_vision_encoder else "model.freeze_vision_encoder is false",
+    ).enabled)
     liger = importlib.util.find_spec("liger_kernel") is not None
     fused = fused_setting == "true" or (fused_setting == "auto" and gpu and liger
                                         and spec.get("family") in LIGER_FAMILIES)
@@ -262,7 +269,7 @@ def estimate_training_memory(config: RunConfig, image_size: tuple[int, int] | No
     Raises:
         ValueError: the model is not known offline (see ``model_configs.architecture_spec``).
     """
-    from .model_configs import architecture_spec, image_token_count
+    from .model_configs import architecture_spec, image_token_count, vision_lora_parameter_count
 
     spec = spec or architecture_spec(config.model.name)
     if config.training.gradient_checkpointing and config.training.uncheckpointed_layers == "auto":
@@ -301,10 +308,14 @@ def estimate_training_memory(config: RunConfig, image_size: tuple[int, int] | No
     patches = batch * image["patches"]
 
     # Parameters.
-    vision_frozen = m.use_lora or m.freeze_vision_encoder
+    # The tower trains unless frozen: with LoRA through adapters on its linear layers (the wrapper's
+    # lora_on_vision), without LoRA fully.
+    vision_frozen = m.freeze_vision_encoder
     if m.use_lora:
         targets = _lora_targets(config, spec)
         trainable = _lora_param_count(spec, targets, m.lora_config.r)
+        if not vision_frozen:
+            trainable += vision_lora_parameter_count(spec, m.lora_config.r)
         trainable_bytes = 4                      # peft autocast_adapter_dtype: adapters in fp32
     else:
         targets = []
@@ -325,7 +336,7 @@ def estimate_training_memory(config: RunConfig, image_size: tuple[int, int] | No
 
     # The fast path (uivlm_helpers.features): cached tower features skip the tower and its pixels; the
     # fused cross-entropy never materialises the vocabulary logits.
-    cache_features, fused_loss = _fast_path_switches(config, spec, vision_frozen, gpu)
+    cache_features, fused_loss = _fast_path_switches(config, spec, gpu)
 
     # Activations.
     checkpointing = t.gradient_checkpointing
@@ -415,6 +426,7 @@ def estimate_training_memory(config: RunConfig, image_size: tuple[int, int] | No
             "activation_bytes": act,
             "mixed_precision": t.mixed_precision,
             "lora_targets": targets if m.use_lora else "full fine-tune",
+            "vision_lora": bool(m.use_lora and not vision_frozen),
             "vision_frozen": vision_frozen,
             "vision_graph": vision_graph,
             "gradient_checkpointing": checkpointing,

@@ -107,7 +107,8 @@ def _bart_shapes(text: dict) -> dict[str, tuple[int, int]]:
 def lora_shapes(spec: dict) -> list[tuple[str, int, dict[str, tuple[int, int]]]]:
     """Groups of identical layers LoRA can adapt: ``[(group, n_layers, {module: (in, out)})]``.
 
-    Language model only (the wrapper never adapts the vision tower). Florence-2's decoder layers also
+    Language model only (the tower's adapters, with ``model.freeze_vision_encoder: false``, are counted by
+    :func:`vision_lora_parameter_count`). Florence-2's decoder layers also
     have cross-attention projections (``encoder_attn.*``), listed under the same module names.
     """
     text = spec["text"]

@@ -19,7 +19,7 @@ from PIL import Image
 from .actions import (Action, ActionDecoder, ParseFailure, decode_to_pixels, encode_action, get_space,
                       render_action)
 from .config import DEFAULT_MODEL, DEFAULT_TASK_PROMPT, RunConfig
-from .families import family_name_for, get_adapter
+from .families import family_name_for, get_adapter, local_folder
 from .prompts import user_text
 from .tiny import TINY_MODELS
 
@@ -57,15 +57,17 @@ class Prediction:
 
 def resolve_model_path(model_name: str) -> str:
     """Local folder for an offline model name (embedded tiny or shipped); other names pass through
-    unchanged (Hub ids, folders)."""
-    from .pretrained import local_checkpoint
-
-    folder = local_checkpoint(model_name)
+    unchanged (Hub ids, folders). See :func:`.families.resolve_model`."""
+    folder = local_folder(model_name)
     return str(folder) if folder is not None else model_name
 
 
-def _as_image(image) -> Image.Image:
+def as_image(image) -> Image.Image:
+    """An RGB PIL image of a PIL image or an image file's path."""
     return image.convert("RGB") if isinstance(image, Image.Image) else Image.open(image).convert("RGB")
+
+
+_as_image = as_image  # the name train.py imports
 
 
 def quantization_config(load_in_8bit: bool = False, load_in_4bit: bool = False, compute_dtype="auto",
@@ -387,7 +389,7 @@ class VLMWrapper:
         ``processor`` replaces the wrapper's own for this call (the feature cache passes one whose image
         processor only lays out tokens).
         """
-        images = [_as_image(i) for i in images]
+        images = [as_image(i) for i in images]
         prompts = [self.prompt_text(i, examples) for i in instructions]
         return self.adapter.encode(processor or self.processor, images, prompts, targets, padding_side, max_length,
                                    record_ids)
@@ -398,7 +400,7 @@ class VLMWrapper:
 
         ``labels`` are target actions in screenshot pixels (dicts or :class:`Action`) or answer strings.
         """
-        images = [_as_image(i) for i in images]
+        images = [as_image(i) for i in images]
         targets = None
         if labels is not None:
             targets = [t if isinstance(t, str) else self.render_target(t, img.size)
@@ -436,8 +438,8 @@ class VLMWrapper:
         ends = [eos] if isinstance(eos, int) else list(eos or [])
         ends.append(self.processor.tokenizer.eos_token_id)
         return LogitsProcessorList([ActionLogitsProcessor(
-            self.processor.tokenizer, self.action_format, [self.space_for(_as_image(i).size) for i in images],
-            image_sizes=[_as_image(i).size for i in images], end_token_ids=ends,
+            self.processor.tokenizer, self.action_format, [self.space_for(as_image(i).size) for i in images],
+            image_sizes=[as_image(i).size for i in images], end_token_ids=ends,
             max_new_tokens=self.generation["max_new_tokens"])])
 
     def predict(self, images, instructions, examples=None, constrained: bool | None = None) -> list[Prediction]:
@@ -446,7 +448,7 @@ class VLMWrapper:
         Args:
             constrained: constrained decoding for this call (None: the wrapper's ``constrained``).
         """
-        images = [_as_image(i) for i in images]
+        images = [as_image(i) for i in images]
         constrained = self.constrained if constrained is None else constrained
         processors = self.action_logits_processor(images) if constrained else None
         texts = self.generate_text(images, instructions, examples, logits_processor=processors)
