@@ -21,7 +21,7 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from .config import RunConfig
-from .wrapper import VLMWrapper, _as_image, non_finite_parameters
+from .wrapper import VLMWrapper, as_image, non_finite_parameters
 
 
 class UICollator:
@@ -32,7 +32,7 @@ class UICollator:
         self.max_length = max_length
 
     def __call__(self, records: list[dict]):
-        images = [_as_image(r["image"]) for r in records]
+        images = [as_image(r["image"]) for r in records]
         return self.encode(records, images, [img.size for img in images])
 
     def encode(self, records: list[dict], images, sizes, processor=None) -> dict:

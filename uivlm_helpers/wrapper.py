@@ -67,7 +67,6 @@ def as_image(image) -> Image.Image:
     return image.convert("RGB") if isinstance(image, Image.Image) else Image.open(image).convert("RGB")
 
 
-_as_image = as_image  # the name train.py imports
 
 
 def quantization_config(load_in_8bit: bool = False, load_in_4bit: bool = False, compute_dtype="auto",
