@@ -52,8 +52,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from . import data
-from .actions import Action
+from .. import data
+from ..actions import Action
 
 __all__ = [
     "CHROME_FLAGS", "DEFAULT_TASKS", "ORACLE_TASKS", "REQUIRED_ORACLE_TASKS",
