@@ -113,16 +113,56 @@ def _decoder_layer_bytes(text: dict, *, act: int, norm: int, lora_in: int, mask:
       with an attention mask (a batch padded to its longest sample) transformers repeats k and v to every
       query head before SDPA (its GQA kernel needs no mask), so they are saved at the query width
       (``repeated_kv``);
-    * the gated MLP saves the gate projection (for SiLU/GELU), the activation and the up projection.
+    * the gated MLP saves the gate projection (for SiLU/GELU), the activation and the up projection;
+    * Qwen3-generation attention (``qk_norm``) also normalises q and k per head (fp32 inputs saved), and a
+      gated one (``attn_output_gate``, Qwen3.5) saves the sigmoid of its output gate.
     """
     h, i = text["hidden_size"], text["intermediate_size"]
     q_dim = text["num_attention_heads"] * text["head_dim"]
     kv_dim = text["num_key_value_heads"] * text["head_dim"]
     total = 2 * norm * h + act * (2 * q_dim + 2 * (q_dim if repeated_kv else kv_dim)) + mlp_saved * act * i
+    if text.get("qk_norm"):
+        total += 4 * (q_dim + kv_dim)
+    if text.get("attn_output_gate"):
+        total += act * q_dim
     total += sum((mask + lora_in) * shapes[name][0] for name in targets if name in shapes)
     if full_finetune:  # trainable linears and norm weights also save their inputs
         total += 4 * act * h + act * i
     return total
+
+
+def _linear_attention_layer_bytes(text: dict, *, act: int, norm: int, lora_in: int, mask: int,
+                                  targets: list[str], shapes: dict, full_finetune: bool, mlp_saved: int = 3,
+                                  **_) -> float:
+    """Bytes autograd keeps per token for one Gated-DeltaNet layer (a hybrid model's ``linear_attention``
+    layers, Qwen3.5), with the flash-linear-attention and causal-conv1d kernels on a GPU.
+
+    An estimate from the code path, not yet checked against a GPU measurement: the two RMSNorms' fp32
+    inputs; the causal convolution's input and the delta rule's q, k, v (its output), both as wide as
+    ``in_proj_qkv``'s output; the delta rule's per-chunk attention (64 tokens) per value head in fp32; the
+    gated RMSNorm's fp32 input, gate and SiLU output; the MLP and LoRA inputs as in
+    :func:`_decoder_layer_bytes`. The pure-torch fallback (no flash-linear-attention) keeps more.
+    """
+    h, i = text["hidden_size"], text["intermediate_size"]
+    heads = text["linear_num_value_heads"]
+    values = heads * text["linear_value_head_dim"]
+    channels = 2 * text["linear_num_key_heads"] * text["linear_key_head_dim"] + values
+    total = 2 * norm * h + 2 * act * channels + 4 * 64 * heads + (12 + act) * values + mlp_saved * act * i
+    total += sum((mask + lora_in) * shapes[name][0] for name in targets if name in shapes)
+    if full_finetune:
+        total += 4 * act * h + act * i
+    return total
+
+
+def _layer_bytes(spec: dict, **settings) -> float:
+    """Bytes autograd keeps per token for one decoder layer, averaged over the layer kinds of a hybrid
+    language model (its LoRA groups, see :func:`.model_configs.lora_shapes`)."""
+    text = spec["text"]
+    total = 0.0
+    for group in spec["lora"]:
+        kind = _linear_attention_layer_bytes if group["group"] == "linear_attention" else _decoder_layer_bytes
+        total += group["layers"] * kind(text, shapes=group["modules"], **settings)
+    return total / sum(group["layers"] for group in spec["lora"])
 
 
 def _encoder_decoder_bytes(text: dict, *, act: int, lora_in: int, mask: int, targets: list[str],
@@ -345,7 +385,9 @@ def estimate_training_memory(config: RunConfig, image_size: tuple[int, int] | No
     vision = _vision_bytes(spec, patches, batch * image["tokens"], act, graph=vision_graph,
                            checkpointing=checkpointing, trainable=not vision_frozen)
     if cache_features:   # the batch carries the tower's output (image tokens x hidden) instead of pixels
-        inputs = batch * image["tokens"] * text["hidden_size"] * act + 64 * tokens
+        # (with DeepStack, Qwen3-VL, also each level's features: one more hidden-wide row per level)
+        widths = 1 + len(spec["vision"].get("deepstack_visual_indexes") or [])
+        inputs = batch * image["tokens"] * text["hidden_size"] * widths * act + 64 * tokens
     else:
         inputs = _pixel_bytes(spec, image["patches"]) * batch + 64 * tokens   # pixels; ids, masks, positions
     h = text["hidden_size"]
@@ -361,12 +403,11 @@ def estimate_training_memory(config: RunConfig, image_size: tuple[int, int] | No
         logit_tokens = batch * dec
         outside = (2 * act * h + 2 * act * h) * tokens               # embeddings, final norms
     else:
-        shapes = spec["lora"][0]["modules"]
         # liger's patch also swaps RMSNorm (saves its input in the activation dtype) and SwiGLU (saves
         # gate and up, recomputes the activation).
-        layer = _decoder_layer_bytes(text, act=act, norm=act if fused_loss else norm, lora_in=lora_in, mask=mask,
-                                     targets=targets, shapes=shapes, full_finetune=not m.use_lora,
-                                     mlp_saved=2 if fused_loss else 3, repeated_kv=padded and batch > 1)
+        layer = _layer_bytes(spec, act=act, norm=act if fused_loss else norm, lora_in=lora_in, mask=mask,
+                             targets=targets, full_finetune=not m.use_lora, mlp_saved=2 if fused_loss else 3,
+                             repeated_kv=padded and batch > 1)
         layers_total = text["num_hidden_layers"]
         kept = _uncheckpointed(t, layers_total)
         # Checkpointed layers keep their input; the last `kept` layers keep everything (uncheckpointed_layers).

@@ -28,7 +28,7 @@ import copy
 import json
 import math
 from pathlib import Path
-from .families.common import lm_shapes
+from .families.common import linear_attention_shapes, lm_shapes
 from .families.registry import FAMILIES, get_family, local_folder, published_specs
 
 # -- published values ----------------------------------------------------------------------------
@@ -109,7 +109,9 @@ def lora_shapes(spec: dict) -> list[tuple[str, int, dict[str, tuple[int, int]]]]
 
     Language model only (the tower's adapters, with ``model.freeze_vision_encoder: false``, are counted by
     :func:`vision_lora_parameter_count`). Florence-2's decoder layers also
-    have cross-attention projections (``encoder_attn.*``), listed under the same module names.
+    have cross-attention projections (``encoder_attn.*``), listed under the same module names. A hybrid
+    language model (``text.layer_types`` with ``linear_attention`` layers, Qwen3.5) has one group per layer
+    kind: ``linear_attention`` (Gated DeltaNet) and ``full_attention``.
     """
     text = spec["text"]
     if spec["architecture"] == "encoder_decoder":
@@ -118,6 +120,10 @@ def lora_shapes(spec: dict) -> list[tuple[str, int, dict[str, tuple[int, int]]]]
                 ("decoder", text["decoder_layers"], shapes),
                 ("decoder.encoder_attn", text["decoder_layers"],
                  {k: v for k, v in shapes.items() if k.endswith("proj")})]
+    kinds = list(text.get("layer_types") or [])
+    if "linear_attention" in kinds:
+        return [("linear_attention", kinds.count("linear_attention"), linear_attention_shapes(text)),
+                ("full_attention", kinds.count("full_attention"), lm_shapes(text))]
     return [("decoder", text["num_hidden_layers"], lm_shapes(text))]
 
 

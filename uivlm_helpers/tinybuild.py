@@ -51,8 +51,13 @@ def workbook_phrases() -> str:
 TOKENIZER_CORPUS += workbook_phrases()
 
 
-def build_tiny_tokenizer(special_tokens: list[str], vocab_size: int):
-    """Train a small byte-level BPE on the workbook's vocabulary and wrap it in Qwen2's tokenizer class."""
+def build_tiny_tokenizer(special_tokens: list[str], vocab_size: int, tokenizer_class=None):
+    """Train a small byte-level BPE on the workbook's vocabulary and wrap it in a Qwen tokenizer class.
+
+    ``tokenizer_class`` takes ``vocab`` and ``merges`` (default ``Qwen2Tokenizer``; Qwen3.5 ships
+    ``Qwen3_5Tokenizer``). The first special token is added as an ordinary special token (Qwen's
+    ``<|endoftext|>``), the others as additional special tokens.
+    """
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import Qwen2Tokenizer
 
@@ -63,7 +68,7 @@ def build_tiny_tokenizer(special_tokens: list[str], vocab_size: int):
     bpe.train_from_iterator(TOKENIZER_CORPUS.split("\n"), trainer)
     model = json.loads(bpe.to_str())["model"]
     merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
-    tokenizer = Qwen2Tokenizer(vocab=model["vocab"], merges=merges)
+    tokenizer = (tokenizer_class or Qwen2Tokenizer)(vocab=model["vocab"], merges=merges)
     if special_tokens:
         tokenizer.add_special_tokens({"additional_special_tokens": special_tokens[1:]})
         tokenizer.add_tokens([special_tokens[0]], special_tokens=True)

@@ -95,9 +95,26 @@ def vit_config(vision: dict, model_type: str) -> dict:
 
 
 def lm_shapes(text: dict) -> dict[str, tuple[int, int]]:
-    """(in, out) of the projections in one decoder layer of a Llama-style language model."""
+    """(in, out) of the projections in one decoder layer of a Llama-style language model.
+
+    With ``attn_output_gate`` (Qwen3.5's gated attention) ``q_proj`` also gives the output gate: twice as wide.
+    """
     h, hd = text["hidden_size"], text.get("head_dim") or text["hidden_size"] // text["num_attention_heads"]
     q, kv, i = text["num_attention_heads"] * hd, text["num_key_value_heads"] * hd, text["intermediate_size"]
-    return {"q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
-            "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}
+    return {"q_proj": (h, 2 * q if text.get("attn_output_gate") else q), "k_proj": (h, kv), "v_proj": (h, kv),
+            "o_proj": (q, h), "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}
+
+
+def linear_attention_shapes(text: dict) -> dict[str, tuple[int, int]]:
+    """(in, out) of the projections in one Gated-DeltaNet linear-attention layer (the ``linear_attention``
+    layers of a hybrid model such as Qwen3.5) and its MLP: ``in_proj_qkv`` (queries, keys, values into the
+    causal convolution), ``in_proj_z`` (output gate), ``in_proj_b`` / ``in_proj_a`` (one write strength and
+    one decay per value head), ``out_proj``."""
+    h, i = text["hidden_size"], text["intermediate_size"]
+    keys = text["linear_num_key_heads"] * text["linear_key_head_dim"]
+    heads = text["linear_num_value_heads"]
+    values = heads * text["linear_value_head_dim"]
+    return {"in_proj_qkv": (h, 2 * keys + values), "in_proj_z": (h, values), "in_proj_b": (h, heads),
+            "in_proj_a": (h, heads), "out_proj": (values, h), "gate_proj": (h, i), "up_proj": (h, i),
+            "down_proj": (i, h)}
 

@@ -14,17 +14,25 @@ anything; :func:`family_name_for` names the family alone (from the tiny name, a 
 from __future__ import annotations
 
 import copy
+import importlib
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import florence2, idefics2, llava, paligemma, qwen2_5_vl, qwen2_vl
 from .adapters import ChatTemplateAdapter
 from .plugin import FamilyPlugin
 
-#: The registered family modules, in the model picker's order.
-FAMILY_MODULES = (qwen2_vl, qwen2_5_vl, llava, idefics2, florence2, paligemma)
+#: The registered family modules (``uivlm_helpers.families.<name>``), in the model picker's order; a new
+#: family adds its line here.
+FAMILY_MODULES = tuple(importlib.import_module(f"{__package__}.{name}") for name in (
+    "qwen2_vl",
+    "qwen2_5_vl",
+    "llava",
+    "idefics2",
+    "florence2",
+    "paligemma",
+))
 
 #: Family name -> plug-in.
 FAMILIES: dict[str, FamilyPlugin] = {module.FAMILY.name: module.FAMILY for module in FAMILY_MODULES}
