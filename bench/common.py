@@ -179,6 +179,8 @@ def _tokenizer_corpus() -> list[str]:
     lines += ["You are a helpful assistant."] + list(FORMAT_HINTS.values()) + list(COORDINATE_HINTS.values())
     lines += [DEFAULT_TASK_PROMPT]
     for name in dir(synth):  # word lists of the synthetic screens (labels, instructions)
+        if name == "__path__":  # synth is a package: its __path__ is a list of folders, not words
+            continue
         value = getattr(synth, name)
         if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
             lines += list(value)

@@ -2,7 +2,7 @@
 
 :mod:`.synth` draws realistic layouts (login forms, settings lists...) with small text, which a tiny
 model cannot learn to read in minutes. This module draws an easier screen style with the same
-drawing primitives (``synth._Canvas``): 3-6 widgets of mixed kinds (buttons, text fields, links,
+drawing primitives (``synth.Canvas``): 3-6 widgets of mixed kinds (buttons, text fields, links,
 checkboxes, icons) at random non-overlapping places, each in its own colour from :data:`PALETTE`,
 with labels in a 13-16 px font. The target is named by one instruction *family*:
 
@@ -112,10 +112,10 @@ def _wash(image: Image.Image, dark: bool, rng: random.Random) -> None:
 def _blank_canvas(rng: random.Random, image_size, dark_rate: float, wash: bool, font_sizes):
     """A light (one of :data:`_BACKGROUNDS`) or dark canvas, washed when ``wash``."""
     dark = rng.random() < dark_rate
-    theme = synth._make_theme(rng, "dark" if dark else "light")
+    theme = synth.make_theme(rng, "dark" if dark else "light")
     if not dark:
         theme = dataclasses.replace(theme, bg=rng.choice(_BACKGROUNDS))
-    c = synth._Canvas(rng, image_size, theme, rng.choice(tuple(font_sizes)))
+    c = synth.Canvas(rng, image_size, theme, rng.choice(tuple(font_sizes)))
     if wash:
         _wash(c.img, dark, rng)
     return c
@@ -170,7 +170,7 @@ def _draw(c, kind: str, label: str, colour: tuple[int, int, int], box, rng: rand
             widget = c.button(x1, y1, label, width=x2 - x1, style=rng.choice(("filled", "filled", "outline")))
         elif kind == "text_field":
             widget = c.text_field(x1, y1, x2 - x1, label, label)
-            c._rrect((x1 + 1, y1 + 1, x2 - 1, y2 - 1), None, colour, width=1, radius=min(c.radius, 6))
+            c.rrect((x1 + 1, y1 + 1, x2 - 1, y2 - 1), None, colour, width=1, radius=min(c.radius, 6))
         elif kind == "link":
             widget = c.link(x1, y1 + (y2 - y1 - 1) // 2, label)
         elif kind == "checkbox":
@@ -279,7 +279,7 @@ def generate_box_screen(rng: random.Random, image_size: tuple[int, int] = (224, 
             continue
         widgets = []
         for name, label, (x1, y1, x2, y2) in zip(names, labels, boxes):
-            c._rrect((x1, y1, x2, y2), PALETTE[name], None)
+            c.rrect((x1, y1, x2, y2), PALETTE[name], None)
             c.draw.text(((x1 + x2) / 2, (y1 + y2) / 2), label, font=c.font(), fill=(255, 255, 255), anchor="mm")
             widgets.append(Widget("button", label, (x1, y1, x2, y2), PALETTE[name]))
         return TaskScreen(c.img, tuple(widgets), tuple(names))

@@ -19,7 +19,7 @@ def two_boxes(rng, image_size=(224, 224), colours=None, dark_rate=0.2, wash=True
     boxes = [(20, 80, 100, 140), (124, 80, 204, 140)]
     ws = []
     for name, b in zip(names, boxes):
-        c._rrect(b, S.PALETTE[name], None)
+        c.rrect(b, S.PALETTE[name], None)
         ws.append(S.Widget("button", "OK", b, S.PALETTE[name]))
     return S.TaskScreen(c.img, tuple(ws), tuple(names))
 
