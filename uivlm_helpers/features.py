@@ -11,8 +11,10 @@ from the model's ``get_rope_index``, the same call the plain forward makes). A f
 model (:func:`install_feature_hook`) then builds ``inputs_embeds`` from the text embeddings with the
 cached features scattered at the image-token positions - what the plain forward does after running the
 tower - so the loss and the LoRA gradients are the plain path's (bit-identical on the tiny models on
-CPU; see ``tests/test_features.py``). A self-check compares the two paths' losses on a real batch before
-training starts.
+CPU; see ``tests/test_features.py``). A tower with DeepStack (Qwen3-VL: features of intermediate ViT
+blocks added inside the first language-model layers) caches those levels beside the merger's output, and
+the hook hands them back as the model's own ``mm_encoder_outputs``. A self-check compares the two paths'
+losses on a real batch before training starts.
 
 It is exact only while nothing in the tower trains (no trainable parameter, LoRA or otherwise), no
 layer of the tower behaves differently in training mode (dropout, stochastic depth, batch norm) and the
@@ -449,6 +451,11 @@ def compute_features(wrapper: VLMWrapper, images, mixed_precision: str = "no", w
     with torch.no_grad(), autocast:
         output = hf.get_image_features(**kwargs)
     features = _split_features(output, len(images), hidden)
+    levels = [_split_features(level, len(images), hidden) for level in getattr(output, "deepstack_features", None) or []]
+    if features is not None and levels:
+        # DeepStack (Qwen3-VL): each level's row of an image token sits beside the merger's, in one tensor.
+        features = None if any(level is None for level in levels) else \
+            [torch.cat([f, *(level[i] for level in levels)], dim=-1) for i, f in enumerate(features)]
     if features is None:  # a tower whose batched output cannot be split per image: one at a time
         features = [compute_features(wrapper, [image], mixed_precision)[0] for image in images]
     features = [f.detach().to("cpu").contiguous().clone() for f in features]
@@ -938,10 +945,38 @@ class CachedFeaturesCollator:
         return batch
 
 
+def deepstack_levels(model) -> int:
+    """How many DeepStack levels the model's vision tower adds inside the language model: the
+    ``deepstack_visual_indexes`` of its vision config (Qwen3-VL), 0 for a tower without them."""
+    vision = getattr(_hf_model(model).config, "vision_config", None)
+    return len(getattr(vision, "deepstack_visual_indexes", None) or [])
+
+
+def _encoder_outputs(module, kwargs, features):
+    """Hand cached DeepStack features back to the model as its own ``get_image_features`` output
+    (``mm_encoder_outputs``): the merger's rows replace the image tokens' embeddings and each level is
+    added after its language-model layer, as in the plain forward. ``input_ids`` stay (they mark the image
+    tokens)."""
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+    levels = module._uivlm_deepstack_levels
+    hidden = module.get_input_embeddings().weight.shape[-1]
+    if features.shape[-1] != hidden * (1 + levels):
+        raise ValueError(f"cached features are {features.shape[-1]} wide; this model needs {hidden} (merger) x "
+                         f"{1 + levels} (with its {levels} DeepStack levels): the cache was built for another model")
+    pooler, *deepstack = features.split(hidden, dim=-1)
+    output = BaseModelOutputWithPooling(pooler_output=(pooler,))
+    output["deepstack_features"] = [(level,) for level in deepstack]
+    kwargs["mm_encoder_outputs"] = {"image": output}
+    return kwargs
+
+
 def _feature_pre_hook(module, args, kwargs):
     features = kwargs.pop(FEATURES_KEY, None)
     if features is None:
         return None
+    if module._uivlm_deepstack_levels:
+        return args, _encoder_outputs(module, kwargs, features)
     input_ids = kwargs.pop("input_ids", None)
     if input_ids is None and args:
         input_ids, args = args[0], args[1:]
@@ -963,13 +998,16 @@ def install_feature_hook(model) -> None:
     A forward pre-hook on the transformers model embeds ``input_ids``, scatters the features at the
     image-token positions (``masked_scatter``, as the plain forward does) and passes ``inputs_embeds``.
     The text embedding runs inside the forward, so gradients (full fine-tuning) and the gradient-
-    checkpointing input hook on the embeddings behave as in the plain path.
+    checkpointing input hook on the embeddings behave as in the plain path. A tower with DeepStack levels
+    (:func:`deepstack_levels`) gets its cached output back as ``mm_encoder_outputs`` instead: input
+    embeddings alone would lose the levels the language model adds after its first layers.
     """
     hf = _hf_model(model)
     handle = getattr(hf, "_uivlm_feature_hook", None)
     if handle is not None and handle.id in hf._forward_pre_hooks:
         return
     hf._uivlm_image_token_id = image_token_id(model)
+    hf._uivlm_deepstack_levels = deepstack_levels(model)
     hf._uivlm_feature_hook = hf.register_forward_pre_hook(_feature_pre_hook, with_kwargs=True)
 
 

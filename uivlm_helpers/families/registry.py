@@ -32,6 +32,7 @@ FAMILY_MODULES = tuple(importlib.import_module(f"{__package__}.{name}") for name
     "idefics2",
     "florence2",
     "paligemma",
+    "qwen3_vl",
 ))
 
 #: Family name -> plug-in.
