@@ -28,9 +28,11 @@ REAL_CLASSES = {
     "florence2": ("Florence2ForConditionalGeneration", "Florence2Processor", "RobertaTokenizer"),
     "paligemma": ("PaliGemmaForConditionalGeneration", "PaliGemmaProcessor", "GemmaTokenizer"),
     "qwen3_vl": ("Qwen3VLForConditionalGeneration", "Qwen3VLProcessor", "Qwen2Tokenizer"),
+    "qwen3_5": ("Qwen3_5ForConditionalGeneration", "Qwen3VLProcessor", "Qwen3_5Tokenizer"),
 }
 SPACES = {"qwen2_vl": "norm1000", "qwen2_5_vl": "resized", "llava": "norm1000_square", "idefics2": "norm1000",
-          "florence2": "florence_loc", "paligemma": "paligemma_loc", "qwen3_vl": "norm1000"}
+          "florence2": "florence_loc", "paligemma": "paligemma_loc", "qwen3_vl": "norm1000",
+          "qwen3_5": "norm1000"}
 # Where each family keeps its language model (everything else is vision tower or projector).
 LANGUAGE_PARTS = ("language_model", "text_model", "lm_head")
 

@@ -57,7 +57,9 @@ def test_published_totals_match_the_model_cards():
                         "llava-hf/llava-1.5-13b-hf": 13.35, "HuggingFaceM4/idefics2-8b": 8.4,
                         "microsoft/Florence-2-large": 0.77, "google/paligemma-3b-pt-224": 2.92,
                         "Qwen/Qwen3-VL-2B-Instruct": 2.13, "Qwen/Qwen3-VL-4B-Instruct": 4.44,
-                        "Qwen/Qwen3-VL-8B-Instruct": 8.77, "Qwen/Qwen3-VL-32B-Instruct": 33.36}
+                        "Qwen/Qwen3-VL-8B-Instruct": 8.77, "Qwen/Qwen3-VL-32B-Instruct": 33.36,
+                        "Qwen/Qwen3.5-0.8B": 0.85, "Qwen/Qwen3.5-2B": 2.21, "Qwen/Qwen3.5-4B": 4.54,
+                        "Qwen/Qwen3.5-9B": 9.41, "Qwen/Qwen3.5-27B": 27.36}
 
 
 def test_tiny_spec_counts_the_real_checkpoint(tiny_path):

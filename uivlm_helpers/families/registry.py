@@ -33,6 +33,7 @@ FAMILY_MODULES = tuple(importlib.import_module(f"{__package__}.{name}") for name
     "florence2",
     "paligemma",
     "qwen3_vl",
+    "qwen3_5",
 ))
 
 #: Family name -> plug-in.
