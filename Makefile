@@ -41,4 +41,4 @@ lab: setup
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 clean-notebooks: setup
-	$(PY) -m uivlm_helpers.nbclean notebooks/*.ipynb
+	$(PY) -m uivlm_helpers.workbook.nbclean notebooks/*.ipynb

@@ -43,8 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 import transformers  # noqa: E402
 
-from uivlm_helpers import constrained as cd  # noqa: E402
-from uivlm_helpers.actions import (ACTION_FORMATS, Action, ActionDecoder, ParseFailure, parse_action,  # noqa: E402
+from uivlm_helpers.models import constrained as cd  # noqa: E402
+from uivlm_helpers.core.actions import (ACTION_FORMATS, Action, ActionDecoder, ParseFailure, parse_action,  # noqa: E402
                                    render_action)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,12 +137,12 @@ class _Timed:
 def bench_generation(reps: int, screens: int, max_new_tokens: int) -> list[dict]:
     from transformers import LogitsProcessorList
 
-    from uivlm_helpers import data, synth
-    from uivlm_helpers.run_data import as_plain
-    from uivlm_helpers.wrapper import VLMWrapper
+    from uivlm_helpers.data import schema, synth
+    from uivlm_helpers.data.run_data import as_plain
+    from uivlm_helpers.models.wrapper import VLMWrapper
 
     folder = tempfile.mkdtemp(prefix="bench-actions-")
-    records = [as_plain(r) for r in data.read_records(synth.generate_records(screens, seed=7, out_dir=folder))]
+    records = [as_plain(r) for r in schema.read_records(synth.generate_records(screens, seed=7, out_dir=folder))]
     rows = []
     for fmt in ACTION_FORMATS:
         agent = VLMWrapper(action_format=fmt, max_new_tokens=max_new_tokens)

@@ -1,6 +1,6 @@
 """The H100 anchor: full-size Qwen2-VL-2B training steps in a plain PyTorch loop (no Trainer).
 
-The memory estimator (``uivlm_helpers.memory``) was calibrated against the rows this loop measured on
+The memory estimator (``uivlm_helpers.training.memory``) was calibrated against the rows this loop measured on
 one H100 80GB (``bench/results/gpu_anchor_2b_h100.jsonl``, torch 2.11 cu130, transformers 5.17,
 peft 0.21, bitsandbytes 0.50.2, liger-kernel 0.8.5). Each row: the published 2B configuration with
 random bf16 weights (``model_configs.build_config``), sdpa attention, LoRA r 16 / alpha 32 / dropout

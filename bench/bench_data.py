@@ -5,7 +5,7 @@
 
 Measures, on synthetic records (``synth.generate_records``):
 
-* **read + validate**: ``data.read_records`` (JSON, schema, image files decoded and size-checked);
+* **read + validate**: ``schema.read_records`` (JSON, schema, image files decoded and size-checked);
 * **load images**: opening the screenshots as RGB ``PIL`` images (what the collator does first);
 * **collate**: ``train.UICollator(VLMWrapper.from_config(default config))`` on batches (image
   processor, chat template, tokenizer, answer-only labels) - images included;
@@ -54,18 +54,19 @@ def main(argv=None) -> dict:
 
     import torch
 
-    from uivlm_helpers import data, synth
-    from uivlm_helpers.config import load_config
-    from uivlm_helpers.run_data import as_plain
-    from uivlm_helpers.train import UICollator
-    from uivlm_helpers.wrapper import VLMWrapper, as_image
+    from uivlm_helpers.core.config import load_config
+    from uivlm_helpers.core.images import as_image
+    from uivlm_helpers.data import schema, synth
+    from uivlm_helpers.data.run_data import as_plain
+    from uivlm_helpers.models.wrapper import VLMWrapper
+    from uivlm_helpers.training.collate import UICollator
 
     torch.manual_seed(0)
     size = (args.image_size, args.image_size)
     with tempfile.TemporaryDirectory() as tmp:
         jsonl = synth.generate_records(args.records, seed=0, out_dir=tmp, image_size=size)
-        read_s = _median_seconds(lambda: data.read_records(jsonl), 3)
-        records = [as_plain(r) for r in data.read_records(jsonl)]
+        read_s = _median_seconds(lambda: schema.read_records(jsonl), 3)
+        records = [as_plain(r) for r in schema.read_records(jsonl)]
         load_s = _median_seconds(lambda: [as_image(r["image"]) for r in records], 3)
 
         config = load_config(None)
@@ -101,7 +102,7 @@ def main(argv=None) -> dict:
         tokens = int(collated[0]["input_ids"].shape[1])
 
     rows = [
-        {"stage": "read + validate (data.read_records)", "seconds_per_record": read_s / args.records},
+        {"stage": "read + validate (schema.read_records)", "seconds_per_record": read_s / args.records},
         {"stage": "load images (PIL, RGB)", "seconds_per_record": load_s / args.records},
         {"stage": f"collate (UICollator, batch {args.batch_size})", "seconds_per_record": collate_s / args.batch_size},
         {"stage": f"train step (tiny Qwen2-VL, LoRA, batch {args.batch_size})",

@@ -16,8 +16,8 @@ For each setting the same records train twice through the workbook's own path
 * **Trainer**: samples/s and tokens/s over ``--steps`` steps (``train_runtime``; the cache is built before
   and timed on its own), and whether both runs logged the same losses;
 * **one batch**: the collator's time plus the median forward + backward + AdamW step, and the step's peak
-  memory (:func:`uivlm_helpers.memory.profile_training_peak`: live tensor storages + weights and batch), via
-  :func:`uivlm_helpers.features.compare_paths`;
+  memory (:func:`uivlm_helpers.training.profiling.profile_training_peak`: live tensor storages + weights and batch), via
+  :func:`uivlm_helpers.training.features.compare_paths`;
 * **cache**: build time, size on disk, MiB per screenshot.
 
 Writes ``bench/results/bench_fast_path.json`` (machine and versions included). The fused cross-entropy
@@ -42,7 +42,7 @@ SETTINGS = [("224x224, default budget", (224, 224), None), ("448x448, max_pixels
 
 
 def _config(cache: str, batch: int, steps: int, max_pixels):
-    from uivlm_helpers.config import load_config
+    from uivlm_helpers.core.config import load_config
 
     return load_config({"model": {"max_pixels": max_pixels},
                         "training": {"batch_size": batch, "max_steps": steps, "logging_steps": 1,
@@ -55,9 +55,10 @@ def run_setting(name, size, max_pixels, args, folder: Path) -> dict:
     import torch
 
     from common import synthetic_records
-    from uivlm_helpers import features
-    from uivlm_helpers.train import UICollator, train
-    from uivlm_helpers.wrapper import VLMWrapper
+    from uivlm_helpers.models.wrapper import VLMWrapper
+    from uivlm_helpers.training import features
+    from uivlm_helpers.training.collate import UICollator
+    from uivlm_helpers.training.train import train
 
     records = synthetic_records(args.batch_size * args.steps, folder / "screens", size=size, seed=1)
     row = {"setting": name, "batch": args.batch_size, "steps": args.steps}
@@ -130,7 +131,7 @@ PARTIAL_BASE = {"cache_partial": "cache_ckpt", "fused_partial": "fused_ckpt"}
 
 def plan_partial(config, by_run: dict, base_run: str, batch: int, offset: int = 0) -> dict:
     """N for a partial run from the measured peaks of the plain recipe and of ``base_run``."""
-    from uivlm_helpers import memory
+    from uivlm_helpers.training import memory
 
     plain, base = by_run.get("plain_ckpt"), by_run.get(base_run)
     if not (plain and base and plain.get("peak_gib") and base.get("peak_gib")):

@@ -7,7 +7,7 @@ Each call is the workbook's own ``wrapper.predict_action(images, instructions)``
 chat template, left-padded batch, greedy ``generate``, answer decoding and parsing. With random weights
 the answers are junk, so the unconstrained rows force a fixed answer length (``min_new_tokens`` =
 ``max_new_tokens`` = ``--new-tokens``, 16 by default) and the timing is that of a real answer of that
-length. The constrained rows (``constrained=True``: :mod:`uivlm_helpers.constrained` masks every step to the
+length. The constrained rows (``constrained=True``: :mod:`uivlm_helpers.models.constrained` masks every step to the
 action grammar) stop when the grammar's action is complete, so their answers are whatever length the
 grammar allows the model (the new-token count is reported); ``max_new_tokens`` stays the workbook's 24.
 
@@ -59,7 +59,7 @@ class GenerateRecorder:
 
 def measure(wrapper, records, batch, repeats, constrained, device, recorder):
     """Median seconds of ``predict_action`` on ``batch`` screens (after one warm-up call)."""
-    from uivlm_helpers.wrapper import as_image
+    from uivlm_helpers.core.images import as_image
 
     chosen = [records[i % len(records)] for i in range(batch)]
     images = [as_image(r["image"]) for r in chosen]
@@ -108,11 +108,11 @@ def main(argv=None) -> dict:
     results = common.Results(path, "bench_inference", COMMAND_GPU if gpu else COMMAND_CPU, device=args.device,
                              new_tokens=args.new_tokens)
     try:
-        from uivlm_helpers import constrained  # noqa: F401
+        from uivlm_helpers.models import constrained  # noqa: F401
         has_constrained = True
     except ImportError as error:
         has_constrained = False
-        results.note(f"constrained decoding skipped: uivlm_helpers.constrained is not importable ({error})")
+        results.note(f"constrained decoding skipped: uivlm_helpers.models.constrained is not importable ({error})")
     screen = tuple(int(v) for v in args.screen.split("x")) if args.screen else (SCREEN if full_size else (224, 224))
     dtype = "bfloat16" if gpu else "float32"
     with tempfile.TemporaryDirectory() as tmp:
@@ -124,7 +124,7 @@ def main(argv=None) -> dict:
             wrapper_cls = common.full_size_wrapper_class(processor, {"bf16": model})
             name = QWEN_2B
         else:
-            from uivlm_helpers.wrapper import VLMWrapper
+            from uivlm_helpers.models.wrapper import VLMWrapper
 
             wrapper_cls, name = VLMWrapper, "uivlm/tiny-qwen2-vl"
         config = common.run_config(name, args.device, dtype)

@@ -13,7 +13,7 @@ peak = ``torch.cuda.max_memory_allocated`` over them. Recipes: LoRA q,v (the see
 gradient checkpointing on/off, full fine-tuning with the vision tower frozen / unfrozen, batch 1 and 4.
 
 CPU rows: the embedded tiny Qwen2-VL on the workbook's 224x224 screens, measured by
-``memory.profile_training_peak`` (live tensor storages), checkpointing enabled as the Trainer does it.
+``profiling.profile_training_peak`` (live tensor storages), checkpointing enabled as the Trainer does it.
 
 Then the seed's table (2B ~8 GB, 7B ~16 GB, 13B ~24 GB with LoRA) beside what the workbook's recipes
 need, estimated for all three (LLaVA-1.5-13B estimated only) and measured for 2B and 7B.
@@ -96,7 +96,7 @@ COMMAND_CPU = ".venv/bin/python bench/bench_memory.py"
 
 
 def _estimate(config, image_size, text_tokens):
-    from uivlm_helpers import memory
+    from uivlm_helpers.training import memory
 
     return memory.estimate_training_memory(config, image_size, text_tokens=text_tokens)
 
@@ -150,7 +150,9 @@ def trainer_peak(config, wrapper, records, run_dir, steps: int = 2) -> dict:
     """
     import torch
 
-    from uivlm_helpers.train import UICollator, build_trainer
+    from uivlm_helpers.training.collate import UICollator
+
+    from uivlm_helpers.training.train import build_trainer
 
     device = config.model.device
     cuda = device.startswith("cuda")
@@ -284,7 +286,7 @@ def gpu_model_rows(results, model_key, device, dtype, plan, records, shrink=None
             if wrapper is not None:
                 common.restore_base(wrapper, hooks)
                 try:
-                    from uivlm_helpers.features import remove_feature_hook
+                    from uivlm_helpers.training.features import remove_feature_hook
 
                     remove_feature_hook(wrapper.model)
                 except Exception:  # noqa: BLE001 - no hook installed
@@ -312,9 +314,9 @@ def enable_checkpointing_like_trainer(wrapper) -> None:
 
 
 def cpu_rows(results, plan, records):
-    from uivlm_helpers.memory import profile_training_peak
-    from uivlm_helpers.train import UICollator
-    from uivlm_helpers.wrapper import VLMWrapper
+    from uivlm_helpers.models.wrapper import VLMWrapper
+    from uivlm_helpers.training.collate import UICollator
+    from uivlm_helpers.training.profiling import profile_training_peak
 
     name = "uivlm/tiny-qwen2-vl"
     for recipe, batch, fast in plan:

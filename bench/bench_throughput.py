@@ -108,7 +108,8 @@ def _reset_peak(device):
 
 def workbook_run(config, wrapper_cls, records, warmup, steps, label, device):
     """The workbook's path: ``VLMWrapper.from_config`` + ``build_trainer`` + ``trainer.train()``."""
-    from uivlm_helpers.train import UICollator, build_trainer
+    from uivlm_helpers.training.collate import UICollator
+    from uivlm_helpers.training.train import build_trainer
 
     config.training.max_steps = warmup + steps
     config.training.logging_steps = 1000
@@ -139,7 +140,7 @@ def workbook_run(config, wrapper_cls, records, warmup, steps, label, device):
     finally:
         common.restore_base(wrapper, hooks)
         try:
-            from uivlm_helpers.features import remove_feature_hook
+            from uivlm_helpers.training.features import remove_feature_hook
 
             remove_feature_hook(wrapper.model)
         except Exception:  # noqa: BLE001 - none installed
@@ -160,8 +161,8 @@ def trl_dataset(records, wrapper):
     """Prompt-completion conversational records with the same images, prompts and answers."""
     from datasets import Dataset, Image, List
 
-    from uivlm_helpers.prompts import user_text
-    from uivlm_helpers.wrapper import as_image
+    from uivlm_helpers.core.images import as_image
+    from uivlm_helpers.core.prompts import user_text
 
     rows = []
     for record in records:
@@ -267,7 +268,7 @@ def main(argv=None) -> dict:
             wrapper_cls = common.full_size_wrapper_class(processor, {"bf16": base})
             name = QWEN_2B
         else:
-            from uivlm_helpers.wrapper import VLMWrapper
+            from uivlm_helpers.models.wrapper import VLMWrapper
 
             name = "uivlm/tiny-qwen2-vl"
             wrapper_cls = VLMWrapper

@@ -1,8 +1,8 @@
 """Shared parts of the benchmarks: machine + versions, JSON results, synthetic screens, full-size models.
 
-Full-size models are built from :func:`uivlm_helpers.model_configs.build_config` with random weights (no
+Full-size models are built from :func:`uivlm_helpers.models.model_configs.build_config` with random weights (no
 download), once per process, and handed to the workbook's own code through :class:`FullSizeWrapper`, a
-:class:`~uivlm_helpers.wrapper.VLMWrapper` whose loaders return the prebuilt model and a processor made
+:class:`~uivlm_helpers.models.wrapper.VLMWrapper` whose loaders return the prebuilt model and a processor made
 offline: Qwen2-VL's image processor with the published pixel budget (3,136 - 12,845,056 pixels) and a
 byte-level BPE tokenizer trained here on the workbook's prompts (4,000 tokens, so the workbook's prompt
 takes about as many tokens as Qwen's own tokenizer gives it). The model's vocabulary stays the published
@@ -156,11 +156,11 @@ def median(values):
 # -- data --------------------------------------------------------------------------------------------
 def synthetic_records(n: int, folder: str | Path, size=SCREEN, seed: int = 0) -> list[dict]:
     """``n`` synthetic UI screens of ``size`` (PNG files) with instruction and target action."""
-    from uivlm_helpers import data, synth
-    from uivlm_helpers.run_data import as_plain
+    from uivlm_helpers.data import schema, synth
+    from uivlm_helpers.data.run_data import as_plain
 
     jsonl = synth.generate_records(n, seed=seed, out_dir=folder, image_size=tuple(size))
-    return [as_plain(r) for r in data.read_records(jsonl)]
+    return [as_plain(r) for r in schema.read_records(jsonl)]
 
 
 # -- offline processor for full-size Qwen2-VL --------------------------------------------------------
@@ -171,9 +171,10 @@ BENCH_VOCAB = 4000
 
 def _tokenizer_corpus() -> list[str]:
     """The workbook's prompt text (every format and coordinate hint) and synthetic instructions."""
-    from uivlm_helpers import synth, tinybuild
-    from uivlm_helpers.config import DEFAULT_TASK_PROMPT
-    from uivlm_helpers.prompts import COORDINATE_HINTS, FORMAT_HINTS
+    from uivlm_helpers.core.config import DEFAULT_TASK_PROMPT
+    from uivlm_helpers.core.prompts import COORDINATE_HINTS, FORMAT_HINTS
+    from uivlm_helpers.data import synth
+    from uivlm_helpers.families import tinybuild
 
     lines = tinybuild.TOKENIZER_CORPUS.split("\n")
     lines += ["You are a helpful assistant."] + list(FORMAT_HINTS.values()) + list(COORDINATE_HINTS.values())
@@ -194,7 +195,7 @@ def bench_tokenizer():
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import Qwen2Tokenizer
 
-    from uivlm_helpers.tiny import QWEN2_VL_CHAT_TEMPLATE
+    from uivlm_helpers.models.tiny import QWEN2_VL_CHAT_TEMPLATE
 
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -215,7 +216,7 @@ def bench_processor():
     """``Qwen2VLProcessor``: the published image processor settings + :func:`bench_tokenizer`."""
     from transformers import Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
 
-    from uivlm_helpers.tiny import QWEN2_VL_CHAT_TEMPLATE
+    from uivlm_helpers.models.tiny import QWEN2_VL_CHAT_TEMPLATE
 
     return Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(size=dict(PUBLISHED_PIXELS)),
                             video_processor=Qwen2VLVideoProcessor(size=dict(PUBLISHED_PIXELS)),
@@ -232,7 +233,7 @@ def build_full_model(name: str, processor, device: str = "cuda", dtype: str = "b
     import torch
     from transformers import AutoModelForImageTextToText
 
-    from uivlm_helpers.model_configs import build_config
+    from uivlm_helpers.models.model_configs import build_config
 
     config = build_config(name)
     tok = processor.tokenizer
@@ -269,7 +270,7 @@ def quantize_4bit(model, device: str):
     import torch
 
     from uivlm_helpers.families import QWEN2_VL
-    from uivlm_helpers.wrapper import quantization_config
+    from uivlm_helpers.models.wrapper import quantization_config
 
     compute = torch.bfloat16 if device.startswith("cuda") else torch.float32
     qc = quantization_config(load_in_4bit=True, compute_dtype=compute, skip_modules=QWEN2_VL.vision_module_prefixes)
@@ -294,7 +295,7 @@ def quantize_4bit(model, device: str):
 
 
 def _wrapper_class():
-    from uivlm_helpers.wrapper import VLMWrapper
+    from uivlm_helpers.models.wrapper import VLMWrapper
 
     class FullSizeWrapper(VLMWrapper):
         """``VLMWrapper`` over a prebuilt model: :attr:`models` maps "bf16" / "4bit" to a base model."""
@@ -365,7 +366,7 @@ def restore_base(wrapper, hooks: dict) -> None:
 def run_config(name: str, device: str, dtype: str = "bfloat16", **settings):
     """The workbook's default run configuration for ``name`` on ``device`` with dotted-key overrides
     (``training__batch_size=1``)."""
-    from uivlm_helpers.config import RunConfig
+    from uivlm_helpers.core.config import RunConfig
 
     config = RunConfig()
     config.model.name = name

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from uivlm_helpers import miniwob_env as mw  # noqa: E402
+from uivlm_helpers.data import miniwob_env as mw  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "oracle_success.json"
 

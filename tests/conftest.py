@@ -2,7 +2,7 @@
 
 import pytest
 
-from uivlm_helpers.tiny import tiny_checkpoint
+from uivlm_helpers.models.tiny import tiny_checkpoint
 
 
 @pytest.fixture(scope="session")
@@ -14,9 +14,9 @@ def tiny_path():
 @pytest.fixture(scope="session")
 def screens(tmp_path_factory):
     """Eight synthetic screens (train split) as plain records."""
-    from uivlm_helpers import data, synth
-    from uivlm_helpers.run_data import as_plain
+    from uivlm_helpers.data import schema, synth
+    from uivlm_helpers.data.run_data import as_plain
 
     folder = tmp_path_factory.mktemp("screens")
     jsonl = synth.generate_records(8, seed=3, out_dir=folder)
-    return [as_plain(r) for r in data.read_records(jsonl)]
+    return [as_plain(r) for r in schema.read_records(jsonl)]

@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from uivlm_helpers.actions import (ACTION_FIELDS, ACTION_FORMATS, ACTION_TYPES, FORMAT_TEMPLATES, KEY_NAMES,
+from uivlm_helpers.core.actions import (ACTION_FIELDS, ACTION_FORMATS, ACTION_TYPES, FORMAT_TEMPLATES, KEY_NAMES,
                                    KEY_PATTERN, MAX_ANSWER_CHARS, MODIFIER_KEYS, SCROLL_DIRECTIONS, Action,
                                    ActionDecoder, ParseFailure, decode_to_pixels, encode_action, get_space,
                                    parse_action, render_action)
-from uivlm_helpers.coords import LocTokenSpace
+from uivlm_helpers.core.coords import LocTokenSpace
 
 SPACES = (None, "pixels", "norm1", "norm1000", "resized", "paligemma_loc", "florence_loc")
 

@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from uivlm_helpers.config import ConfigError, RunConfig, load_config, validate
-from uivlm_helpers.prompts import user_text
+from uivlm_helpers.core.config import ConfigError, RunConfig, load_config, validate
+from uivlm_helpers.core.prompts import user_text
 
 SEED_YAML = """
 model:
@@ -76,7 +76,7 @@ def test_seed_few_shot_prompt_is_the_template_when_examples_are_shown(tmp_path):
 
 
 def test_wrapper_from_the_seed_config_prompts_with_the_few_shot_prompt(tmp_path):
-    from uivlm_helpers.wrapper import VLMWrapper
+    from uivlm_helpers.models.wrapper import VLMWrapper
 
     path = tmp_path / "seed.yaml"
     path.write_text(SEED_YAML)

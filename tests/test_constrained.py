@@ -10,12 +10,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from uivlm_helpers.actions import (ACTION_FIELDS, ACTION_FORMATS, ACTION_TYPES, KEY_NAMES, MODIFIER_KEYS,
+from uivlm_helpers.core.actions import (ACTION_FIELDS, ACTION_FORMATS, ACTION_TYPES, KEY_NAMES, MODIFIER_KEYS,
                                    SCROLL_DIRECTIONS, Action, ParseFailure, get_space, parse_action,
                                    render_action)
-from uivlm_helpers.constrained import (DEFAULT_MAX_TEXT_LEN, ActionLogitsProcessor, action_grammar,
+from uivlm_helpers.models.constrained import (DEFAULT_MAX_TEXT_LEN, ActionLogitsProcessor, action_grammar,
                                        is_complete, is_valid_prefix, token_vocabulary)
-from uivlm_helpers.coords import GridSpace, LocTokenSpace, Norm1Space
+from uivlm_helpers.core.coords import GridSpace, LocTokenSpace, Norm1Space
 
 PIXEL_SIZE = (1920, 1080)
 RESIZED = get_space("resized", size=(1288, 728))
@@ -320,16 +320,16 @@ def test_processor_allows_end_only_when_complete(tokenizer):
 
 @pytest.fixture(scope="module")
 def sixteen_screens(tmp_path_factory):
-    from uivlm_helpers import data, synth
-    from uivlm_helpers.run_data import as_plain
+    from uivlm_helpers.data import schema, synth
+    from uivlm_helpers.data.run_data import as_plain
 
     folder = tmp_path_factory.mktemp("constrained-screens")
-    return [as_plain(r) for r in data.read_records(synth.generate_records(16, seed=11, out_dir=folder))]
+    return [as_plain(r) for r in schema.read_records(synth.generate_records(16, seed=11, out_dir=folder))]
 
 
 @pytest.fixture(scope="module")
 def agents():
-    from uivlm_helpers.wrapper import VLMWrapper
+    from uivlm_helpers.models.wrapper import VLMWrapper
 
     return {fmt: VLMWrapper(action_format=fmt, max_new_tokens=32) for fmt in ACTION_FORMATS}
 
@@ -376,8 +376,8 @@ def test_sampling_with_temperature_stays_valid(agents, sixteen_screens, action_f
 
 
 def test_wrapper_switch_config_and_tight_budget(sixteen_screens):
-    from uivlm_helpers.config import load_config
-    from uivlm_helpers.wrapper import VLMWrapper
+    from uivlm_helpers.core.config import load_config
+    from uivlm_helpers.models.wrapper import VLMWrapper
 
     config = load_config()
     config.model.constrained_decoding, config.model.action_format = True, "json"

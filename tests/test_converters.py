@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from uivlm_helpers import data
-from uivlm_helpers.converters import CONVERTERS, convert
+from uivlm_helpers.data import schema
+from uivlm_helpers.data.converters import CONVERTERS, convert
 
 FIXTURES = Path(__file__).parent / "fixtures"
 BACKGROUND = (245, 245, 245)
@@ -79,13 +79,13 @@ def converted(tmp_path):
     def run(fmt: str, **options):
         images = draw_screens(fmt, tmp_path / "raw" / fmt)
         out = convert(fmt, FIXTURES / fmt / SOURCES[fmt], images, tmp_path / "out" / fmt / "test.jsonl", **options)
-        records = data.read_records(out)  # the output validates on its own
+        records = schema.read_records(out)  # the output validates on its own
         return {r.id: r for r in records}, out
 
     return run
 
 
-def colour_at(record: data.UIRecord, x: float, y: float) -> tuple[int, int, int]:
+def colour_at(record: schema.UIRecord, x: float, y: float) -> tuple[int, int, int]:
     with Image.open(record.image_path) as image:
         return image.convert("RGB").getpixel((int(x), int(y)))
 
@@ -94,7 +94,7 @@ def close(a, b, tolerance=0):
     return all(abs(p - q) <= tolerance for p, q in zip(a, b))
 
 
-def assert_on(record: data.UIRecord, colour, tolerance: int = 0):
+def assert_on(record: schema.UIRecord, colour, tolerance: int = 0):
     """The click point and the box (corners just inside, and just outside) match the target."""
     if "x" in record.action:
         got = colour_at(record, record.action["x"], record.action["y"])
@@ -233,7 +233,7 @@ def test_records_in_memory_are_accepted(tmp_path):
     images = draw_screens("screenspot", tmp_path / "raw")
     samples = json.loads((FIXTURES / "screenspot" / "screenspot_v2.json").read_text())[:1]
     out = convert("screenspot", samples, images, tmp_path / "out" / "test.jsonl")
-    (record,) = data.read_records(out)
+    (record,) = schema.read_records(out)
     assert_on(record, RED)
 
 
@@ -251,13 +251,13 @@ def test_bad_box_names_source_file_and_record(tmp_path):
     samples = json.loads((FIXTURES / "screenspot" / "screenspot_v2.json").read_text())
     samples[1]["bbox"] = [150, 40, 30]
     source = write_json(tmp_path / "screenspot_bad.json", samples)
-    with pytest.raises(data.RecordError, match=r"screenspot_bad\.json record 2: field 'bbox'"):
+    with pytest.raises(schema.RecordError, match=r"screenspot_bad\.json record 2: field 'bbox'"):
         convert("screenspot", source, images, tmp_path / "out" / "test.jsonl")
     assert not (tmp_path / "out" / "test.jsonl").exists()
 
     out = convert("screenspot", source, images, tmp_path / "out" / "test.jsonl", strict=False)
     assert out.report.n_written == 3 and len(out.report.errors) == 1
-    assert "record 2" in out.report.errors[0] and len(data.read_records(out)) == 3
+    assert "record 2" in out.report.errors[0] and len(schema.read_records(out)) == 3
 
 
 @pytest.mark.parametrize("change, field, message", [
@@ -272,7 +272,7 @@ def test_bad_screenspot_records(tmp_path, change, field, message):
     samples = json.loads((FIXTURES / "screenspot" / "screenspot_v2.json").read_text())
     change(samples[0])
     source = write_json(tmp_path / "ss.json", samples)
-    with pytest.raises(data.RecordError) as error:
+    with pytest.raises(schema.RecordError) as error:
         convert("screenspot", source, images, tmp_path / "out" / "test.jsonl")
     assert error.value.where == f"{source} record 1" and error.value.field == field
     assert message in str(error.value)
@@ -283,7 +283,7 @@ def test_screenspot_pro_img_size_must_match_the_file(tmp_path):
     samples = json.loads((FIXTURES / "screenspot_pro" / "screenspot_pro_fixture.json").read_text())
     samples[1]["img_size"] = [960, 540]
     source = write_json(tmp_path / "pro.json", samples)
-    with pytest.raises(data.RecordError, match=r"pro\.json record 2: field 'img_size'"):
+    with pytest.raises(schema.RecordError, match=r"pro\.json record 2: field 'img_size'"):
         convert("screenspot_pro", source, images, tmp_path / "out" / "test.jsonl")
 
 
@@ -292,7 +292,7 @@ def test_aitw_pixel_coordinates_are_rejected_with_episode_and_step(tmp_path):
     episodes = json.loads((FIXTURES / "aitw" / "aitw_data_test.json").read_text())
     episodes["single"][0][1]["touch"] = [140, 40]  # pixels instead of 0-1
     source = write_json(tmp_path / "aitw.json", episodes)
-    with pytest.raises(data.RecordError, match=r"aitw\.json record 2 step 2: field 'touch'.*normalised"):
+    with pytest.raises(schema.RecordError, match=r"aitw\.json record 2 step 2: field 'touch'.*normalised"):
         convert("aitw", source, images, tmp_path / "out" / "test.jsonl")
 
 
@@ -303,15 +303,15 @@ def test_androidcontrol_bad_episodes(tmp_path):
     episode["screenshots"] = episode["screenshots"][:2]
     source = tmp_path / "ac.jsonl"
     source.write_text(lines[0] + "\n" + json.dumps(episode) + "\n")
-    with pytest.raises(data.RecordError, match=r"ac\.jsonl record 2: field 'actions': expected one fewer action"):
+    with pytest.raises(schema.RecordError, match=r"ac\.jsonl record 2: field 'actions': expected one fewer action"):
         convert("androidcontrol", source, images, tmp_path / "out" / "test.jsonl")
     source.write_text(lines[0] + "\n{not json\n")
-    with pytest.raises(data.RecordError, match=r"ac\.jsonl record 2: malformed JSON"):
+    with pytest.raises(schema.RecordError, match=r"ac\.jsonl record 2: malformed JSON"):
         convert("androidcontrol", source, images, tmp_path / "out" / "test.jsonl")
     bad_point = json.loads(lines[0])
     bad_point["actions"][1] = json.dumps({"action_type": "click", "x": 600, "y": 400})
     source.write_text(json.dumps(bad_point) + "\n")
-    with pytest.raises(data.RecordError, match=r"ac\.jsonl record 1 step 2: .*outside the 240x480"):
+    with pytest.raises(schema.RecordError, match=r"ac\.jsonl record 1 step 2: .*outside the 240x480"):
         convert("androidcontrol", source, images, tmp_path / "out" / "test.jsonl")
 
 
@@ -320,7 +320,7 @@ def test_mind2web_unknown_operation(tmp_path):
     tasks = json.loads((FIXTURES / "mind2web" / "mind2web_data_test.json").read_text())
     tasks[0]["actions"][0]["operation"]["original_op"] = "DRAG"
     source = write_json(tmp_path / "m2w.json", tasks)
-    with pytest.raises(data.RecordError, match=r"m2w\.json record 1 step 1: field 'operation.original_op'"):
+    with pytest.raises(schema.RecordError, match=r"m2w\.json record 1 step 1: field 'operation.original_op'"):
         convert("mind2web", source, images, tmp_path / "out" / "test.jsonl")
 
 
@@ -329,13 +329,13 @@ def test_converted_folder_is_self_contained(tmp_path, converted):
     moved = tmp_path / "moved"
     shutil.copytree(out.parent, moved)
     shutil.rmtree(tmp_path / "raw")
-    assert len(data.read_records(moved / "test.jsonl")) == 9
+    assert len(schema.read_records(moved / "test.jsonl")) == 9
 
 
 def test_a_converted_folder_is_a_run_data_source(tmp_path):
-    from uivlm_helpers.config import load_config
-    from uivlm_helpers.run_data import load_split, prepare_data
-    from uivlm_helpers.workbook import RunPaths
+    from uivlm_helpers.core.config import load_config
+    from uivlm_helpers.core.paths import RunPaths
+    from uivlm_helpers.data.run_data import load_split, prepare_data
 
     images = draw_screens("screenspot", tmp_path / "raw")
     folder = tmp_path / "screenspot_converted"
@@ -407,7 +407,7 @@ def test_screenshots_outside_the_image_root_are_refused_and_never_copied(tmp_pat
     source = save_source(fmt, source, tmp_path)
     out = tmp_path / "out" / "test.jsonl"
 
-    with pytest.raises(data.RecordError) as error:
+    with pytest.raises(schema.RecordError) as error:
         convert(fmt, source, root, out)
     message = str(error.value)
     assert error.value.where.startswith(f"{source} record 1"), message
@@ -419,14 +419,14 @@ def test_screenshots_outside_the_image_root_are_refused_and_never_copied(tmp_pat
     assert converted.report.errors and f"{source} record 1" in converted.report.errors[0]
     copied = [p for p in (out.parent / "images").rglob("*") if p.is_file()]
     assert secret.read_bytes() not in {p.read_bytes() for p in copied}
-    assert len(data.read_records(converted)) == converted.report.n_written
+    assert len(schema.read_records(converted)) == converted.report.n_written
 
 
 def test_absolute_screenshot_names_are_refused(tmp_path):
     images = draw_screens("screenspot", tmp_path / "raw")
     samples = json.loads((FIXTURES / "screenspot" / "screenspot_v2.json").read_text())
     samples[0]["img_filename"] = str(images / "mobile_1.png")
-    with pytest.raises(data.RecordError, match=r"<records> record 1: field 'img_filename': expected a path "
+    with pytest.raises(schema.RecordError, match=r"<records> record 1: field 'img_filename': expected a path "
                                                r"relative to the image root, got absolute path"):
         convert("screenspot", samples, images, tmp_path / "out" / "test.jsonl")
 
@@ -441,12 +441,12 @@ def test_jsonl_line_that_is_not_utf8_names_file_and_line(tmp_path):
     latin1 = json.dumps({**json.loads(second), "goal": "Ouvre l'écran"}, ensure_ascii=False).encode("latin-1")
     source = tmp_path / "ac.jsonl"
     source.write_bytes(first.encode() + b"\n\n" + latin1 + b"\n")
-    with pytest.raises(data.RecordError, match=r"ac\.jsonl record 3: expected UTF-8 text, got byte 0xe9"):
+    with pytest.raises(schema.RecordError, match=r"ac\.jsonl record 3: expected UTF-8 text, got byte 0xe9"):
         convert("androidcontrol", source, images, tmp_path / "out" / "test.jsonl")
 
     out = convert("androidcontrol", source, images, tmp_path / "out" / "test.jsonl", strict=False)
     assert len(out.report.errors) == 1 and "ac.jsonl record 3" in out.report.errors[0]
-    assert {r.id.rsplit("-", 1)[0] for r in data.read_records(out)} == {"androidcontrol-101"}
+    assert {r.id.rsplit("-", 1)[0] for r in schema.read_records(out)} == {"androidcontrol-101"}
 
 
 def test_json_record_that_is_not_utf8_is_that_record_only(tmp_path):
@@ -454,7 +454,7 @@ def test_json_record_that_is_not_utf8_is_that_record_only(tmp_path):
     text = (FIXTURES / "screenspot" / "screenspot_v2.json").read_bytes()
     source = tmp_path / "ss.json"
     source.write_bytes(text.replace(b"tap the search icon", b"tap the search ic\xf4ne"))
-    with pytest.raises(data.RecordError) as error:
+    with pytest.raises(schema.RecordError) as error:
         convert("screenspot", source, images, tmp_path / "out" / "test.jsonl")
     assert error.value.where == f"{source} record 2" and error.value.field == "instruction"
     assert "expected UTF-8 text, got byte 0xf4 at character 18" in str(error.value)
@@ -470,7 +470,7 @@ def test_line_separator_characters_inside_jsonl_strings_are_text(tmp_path):
     source = tmp_path / "ac.jsonl"
     source.write_text(json.dumps(episode, ensure_ascii=False) + "\n", encoding="utf-8")
     out = convert("androidcontrol", source, images, tmp_path / "out" / "test.jsonl")
-    assert data.read_records(out)[0].instruction == "Add a contact\u2028named Ada"
+    assert schema.read_records(out)[0].instruction == "Add a contact\u2028named Ada"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -481,7 +481,7 @@ def test_oversize_screenshots_are_refused_from_their_header(tmp_path):
     images = draw_screens("screenspot", tmp_path / "raw")
     Image.new("1", (12000, 12000)).save(images / "web_1.png")  # 144 MP, about 20 kB on disk
     source = FIXTURES / "screenspot" / "screenspot_v2.json"
-    with pytest.raises(data.RecordError) as error:
+    with pytest.raises(schema.RecordError) as error:
         convert("screenspot", source, images, tmp_path / "out" / "test.jsonl")
     assert error.value.where == f"{source} record 3" and error.value.field == "img_filename"
     assert "web_1.png: expected at most 50,000,000 pixels" in str(error.value) and "12000x12000" in str(error.value)
@@ -504,11 +504,11 @@ def test_clipped_boxes_are_counted_and_listed_in_the_report(tmp_path):
         {**sample, "bbox": [120, 10, 10, 10]},  # entirely to the right of the image
         {**sample, "bbox": [-4, 0, 10, 80]},    # past the left edge
     ])
-    with pytest.raises(data.RecordError, match=r"ss\.json record 3: field 'bbox': .*lies outside the 100x80 image"):
+    with pytest.raises(schema.RecordError, match=r"ss\.json record 3: field 'bbox': .*lies outside the 100x80 image"):
         convert("screenspot", source, images, tmp_path / "out" / "test.jsonl")
 
     out = convert("screenspot", source, images, tmp_path / "out" / "test.jsonl", strict=False)
-    records = {r.id: r for r in data.read_records(out)}
+    records = {r.id: r for r in schema.read_records(out)}
     corner = records["ss-000001"]
     assert corner.bbox == [90, 70, 100, 80] and corner.action == {"type": "click", "x": 95, "y": 75}
     report = out.report

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from uivlm_helpers.actions import Action, decode_to_pixels, encode_action
-from uivlm_helpers.coords import SPACE_NAMES, get_space, smart_resize
+from uivlm_helpers.core.actions import Action, decode_to_pixels, encode_action
+from uivlm_helpers.core.coords import SPACE_NAMES, get_space, smart_resize
 
 
 # --- Hand-computed cases per space -----------------------------------------------------------------

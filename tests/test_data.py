@@ -1,4 +1,4 @@
-"""Tests for uivlm_helpers.data: schema validation, JSONL round trips, HF loading."""
+"""Tests for uivlm_helpers.data.schema: schema validation, JSONL round trips, HF loading."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from uivlm_helpers.data import (
+from uivlm_helpers.data.schema import (
     ACTION_FIELDS,
     MAX_IMAGE_PIXELS,
     RecordError,

@@ -3,11 +3,11 @@
 import pytest
 from PIL import Image
 
-from uivlm_helpers.evaluate import (best_and_worst, cell_averages, compute_metrics, point_in_box,
+from uivlm_helpers.evaluation.evaluate import (best_and_worst, cell_averages, compute_metrics, point_in_box,
                                     score_prediction)
-from uivlm_helpers.viz import (PREDICTION_COLOUR, TARGET_COLOUR, candidate_bars, draw_overlay, gallery,
+from uivlm_helpers.workbook.viz import (PREDICTION_COLOUR, TARGET_COLOUR, candidate_bars, draw_overlay, gallery,
                                metric_bars)
-from uivlm_helpers.widgets import PredictionBrowser
+from uivlm_helpers.workbook.widgets import PredictionBrowser
 
 
 def test_point_in_box_includes_edges():

@@ -11,10 +11,10 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from uivlm_helpers.actions import ParseFailure
+from uivlm_helpers.core.actions import ParseFailure
 from uivlm_helpers.families import ADAPTERS, IGNORE_INDEX, NORM1000_SQUARE, get_adapter
-from uivlm_helpers.tiny import TINY_MODELS, tiny_checkpoint
-from uivlm_helpers.wrapper import AGENT_FILE, VLMWrapper, quantization_config
+from uivlm_helpers.models.tiny import TINY_MODELS, tiny_checkpoint
+from uivlm_helpers.models.wrapper import AGENT_FILE, VLMWrapper, quantization_config
 
 FAMILY_MODELS = sorted(TINY_MODELS, key=lambda name: list(ADAPTERS).index(TINY_MODELS[name]))
 
@@ -376,7 +376,7 @@ def test_unknown_models_and_missing_files_are_clear_errors(tmp_path):
 def test_lora_reaches_every_linear_layer_of_an_unfrozen_tower(name, shots):
     from peft.tuners.lora import LoraLayer
 
-    from uivlm_helpers.config import load_config
+    from uivlm_helpers.core.config import load_config
 
     def config(freeze):
         return load_config({"model": {"name": name, "use_lora": True, "freeze_vision_encoder": freeze,

@@ -6,12 +6,13 @@ on CPU, name resolution that leaves the MoE models out, and the published specs 
 import pytest
 import torch
 
-from uivlm_helpers import features, model_configs
 from uivlm_helpers.families import get_family
 from uivlm_helpers.families.registry import family_name_for
-from uivlm_helpers.features import CachedFeaturesCollator, build_cache, install_feature_hook
-from uivlm_helpers.train import UICollator
-from uivlm_helpers.wrapper import VLMWrapper
+from uivlm_helpers.models import model_configs
+from uivlm_helpers.models.wrapper import VLMWrapper
+from uivlm_helpers.training import features
+from uivlm_helpers.training.collate import UICollator
+from uivlm_helpers.training.features import CachedFeaturesCollator, build_cache, install_feature_hook
 
 NAME = "uivlm/tiny-qwen3.5"
 FULL = ("q_proj", "k_proj", "v_proj", "o_proj")

@@ -6,12 +6,13 @@ message, 4-bit on CPU, name resolution that leaves the MoE models out, and the p
 import pytest
 import torch
 
-from uivlm_helpers import features, model_configs
 from uivlm_helpers.families import get_family
 from uivlm_helpers.families.registry import family_name_for
-from uivlm_helpers.features import FEATURES_KEY, CachedFeaturesCollator, build_cache, install_feature_hook
-from uivlm_helpers.train import UICollator
-from uivlm_helpers.wrapper import VLMWrapper
+from uivlm_helpers.models import model_configs
+from uivlm_helpers.models.wrapper import VLMWrapper
+from uivlm_helpers.training import features
+from uivlm_helpers.training.collate import UICollator
+from uivlm_helpers.training.features import FEATURES_KEY, CachedFeaturesCollator, build_cache, install_feature_hook
 
 NAME = "uivlm/tiny-qwen3-vl"
 
@@ -101,7 +102,7 @@ def test_cached_features_carry_deepstack_and_equal_the_plain_forward(screens, tm
 
 
 def test_fast_path_self_check_passes_and_the_cache_is_used(screens, tmp_path):
-    from uivlm_helpers.config import load_config
+    from uivlm_helpers.core.config import load_config
 
     agent = _lora_agent()
     config = load_config({"model": {"name": NAME}, "training": {"cache_vision_features": "true"}})

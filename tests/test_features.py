@@ -13,12 +13,12 @@ import pytest
 import torch
 from PIL import Image
 
-from uivlm_helpers import features
-from uivlm_helpers.config import ConfigError, load_config
-from uivlm_helpers.features import (FEATURES_KEY, CachedFeaturesCollator, FastPathError, build_cache, decide_cache,
+from uivlm_helpers.core.config import ConfigError, load_config
+from uivlm_helpers.training import features
+from uivlm_helpers.training.features import (FEATURES_KEY, CachedFeaturesCollator, FastPathError, build_cache, decide_cache,
                                     decide_fused_ce, describe_cache, install_feature_hook)
-from uivlm_helpers.train import UICollator
-from uivlm_helpers.wrapper import VLMWrapper
+from uivlm_helpers.models.wrapper import VLMWrapper
+from uivlm_helpers.training.collate import UICollator
 
 QWEN = "uivlm/tiny-qwen2-vl"
 LOSS_RTOL, GRAD_RTOL, GRAD_ATOL = 1e-6, 1e-5, 1e-7
@@ -226,7 +226,7 @@ def test_config_switches_validate():
 def test_training_with_the_cache_gives_the_plain_runs_weights(screens, tmp_path, capsys):
     """Trainer end to end (3 steps, with gradient checkpointing and its input-gradient hook on the text
     embeddings): the same losses and LoRA weights; the cache lives in the run folder."""
-    from uivlm_helpers.train import train
+    from uivlm_helpers.training.train import train
 
     weights = {}
     for mode in ("false", "auto"):
@@ -254,7 +254,7 @@ def test_qlora_trains_the_same_with_cached_features(screens, tmp_path):
     """A 4-bit base (bitsandbytes on CPU): the pre-training self-check must not switch the model to eval
     (bitsandbytes would repack its CPU weights for inference and training would fail)."""
     pytest.importorskip("bitsandbytes")
-    from uivlm_helpers.train import train
+    from uivlm_helpers.training.train import train
 
     losses = {}
     for mode in ("false", "true"):
@@ -324,7 +324,7 @@ def test_self_check_turns_batches_without_pixels_off_when_they_differ(screens, t
     caught by the fast path's self-check before training: the collator decodes screenshots instead."""
     import json
 
-    from uivlm_helpers.train import build_trainer
+    from uivlm_helpers.training.train import build_trainer
 
     config = load_config({"training": {"batch_size": 2, "max_steps": 1, "cache_vision_features": "true"}})
     wrapper = VLMWrapper.from_config(config)

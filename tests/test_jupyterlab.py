@@ -38,7 +38,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from uivlm_helpers.workbook import NOTEBOOKS_DIR, REPO_ROOT
+from uivlm_helpers.core.paths import NOTEBOOKS_DIR, REPO_ROOT
 
 pytestmark = pytest.mark.slow
 

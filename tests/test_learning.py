@@ -11,7 +11,7 @@ and at most 30% before, on 96 held-out screens.
 
 import pytest
 
-from uivlm_helpers import workbook
+from uivlm_helpers.workbook import runner
 
 CI_SIZE = {"TRAIN_SIZE": 4096, "EVAL_SIZE": 96, "MAX_STEPS": 1200, "LEARNING_RATE": 2e-3, "BATCH_SIZE": 16,
            "EVAL_SAMPLES": 96, "LIVE_TASKS": ""}
@@ -19,10 +19,10 @@ CI_SIZE = {"TRAIN_SIZE": 4096, "EVAL_SIZE": 96, "MAX_STEPS": 1200, "LEARNING_RAT
 
 @pytest.mark.slow
 def test_lora_fine_tune_teaches_the_base_two_new_place_words(tmp_path):
-    workbook.run_workbook(tmp_path, CI_SIZE, notebooks=("01_setup", "03_lora_train", "04_eval"), progress=False)
-    trained = workbook.read_results(tmp_path, "03_lora_train")
+    runner.run_workbook(tmp_path, CI_SIZE, notebooks=("01_setup", "03_lora_train", "04_eval"), progress=False)
+    trained = runner.read_results(tmp_path, "03_lora_train")
     assert trained["global_step"] == CI_SIZE["MAX_STEPS"]
-    metrics = workbook.read_results(tmp_path, "04_eval")["metrics"]
+    metrics = runner.read_results(tmp_path, "04_eval")["metrics"]
     before, after = metrics["base"], metrics["fine-tuned"]
     assert before["n"] == after["n"] == 96
     assert before["click_accuracy"] <= 0.30, before

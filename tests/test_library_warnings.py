@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from uivlm_helpers import memory, train
-from uivlm_helpers.config import RunConfig
-from uivlm_helpers.wrapper import VLMWrapper
+from uivlm_helpers.core.config import RunConfig
+from uivlm_helpers.models.wrapper import VLMWrapper
+from uivlm_helpers.training import memory, train
 
 _NOISY = (FutureWarning, DeprecationWarning, UserWarning)
 

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from uivlm_helpers import memory, model_configs
-from uivlm_helpers.config import DEFAULT_MODEL, RunConfig, load_config
-from uivlm_helpers.tiny import TINY_MODELS
+from uivlm_helpers.core.config import DEFAULT_MODEL, RunConfig, load_config
+from uivlm_helpers.models import model_configs
+from uivlm_helpers.models.tiny import TINY_MODELS
+from uivlm_helpers.training import memory, profiling
 
 # Full-size Qwen2-VL-2B on an H100, measured by bench/bench_anchor.py (bench/README.md §0).
 ANCHOR = Path(__file__).resolve().parents[1] / "bench" / "results" / "gpu_anchor_2b_h100.jsonl"
@@ -82,7 +83,7 @@ def _numel(shape):
 @pytest.mark.parametrize("name", list(TINY_MODELS))
 def test_tiny_spec_counts_match_the_loaded_model(name):
     """Every embedded tiny model: the spec's counts are the loaded model's, split where the wrapper freezes."""
-    from uivlm_helpers.wrapper import VLMWrapper
+    from uivlm_helpers.models.wrapper import VLMWrapper
 
     wrapper = VLMWrapper(name)
     vision_names = set(wrapper.adapter.vision_parameter_names(wrapper.model))
@@ -102,7 +103,7 @@ def test_tiny_image_tokens_follow_the_processor(name, tokens):
     """The spec's image tokens are what the checkpoint's processor puts in the sequence for a screenshot."""
     from PIL import Image
 
-    from uivlm_helpers.wrapper import VLMWrapper
+    from uivlm_helpers.models.wrapper import VLMWrapper
 
     wrapper = VLMWrapper(name)
     image_token = wrapper.processor.tokenizer.convert_tokens_to_ids(wrapper.processor.image_token)
@@ -356,7 +357,7 @@ def _tiny_batch_of_four():
     """The tiny Qwen2-VL (224x224 screenshots stay 64 image tokens) and a plain batch of four (pixels)."""
     from PIL import Image, ImageDraw
 
-    from uivlm_helpers.wrapper import VLMWrapper
+    from uivlm_helpers.models.wrapper import VLMWrapper
 
     config = RunConfig()
     config.model.name = "uivlm/tiny-qwen2-vl"
@@ -377,7 +378,7 @@ def test_tiny_estimate_matches_profiled_peak_on_cpu(capsys, one_thread):
     estimate = memory.estimate_training_memory(config, (224, 224),
                                                text_tokens=batch["input_ids"].shape[1] - 64)
     before = [p.detach().clone() for p in wrapper.model.parameters() if p.requires_grad]
-    measured = memory.profile_training_peak(wrapper, batch, steps=2)
+    measured = profiling.profile_training_peak(wrapper, batch, steps=2)
     after = [p for p in wrapper.model.parameters() if p.requires_grad]
     assert all(torch.equal(a, b) for a, b in zip(before, after))   # lr=0: the model is unchanged
     comparison = memory.compare_with_measurement(estimate, measured)
@@ -480,7 +481,7 @@ def test_fits_message_names_the_uncheckpointed_layers_that_still_fit():
 
 def test_uncheckpointed_layer_cost_matches_the_profiled_tiny_model_on_cpu(capsys, one_thread):
     """The measured peak grows with every layer left out of checkpointing, by about the estimated amount."""
-    from uivlm_helpers.checkpointing import language_model_layers
+    from uivlm_helpers.training.checkpointing import language_model_layers
 
     config, wrapper, batch = _tiny_batch_of_four()
     config.training.gradient_checkpointing = True
@@ -492,7 +493,7 @@ def test_uncheckpointed_layer_cost_matches_the_profiled_tiny_model_on_cpu(capsys
         for index, (_, module) in enumerate(layers):
             module.gradient_checkpointing = index < len(layers) - kept
         config.training.uncheckpointed_layers = kept
-        measured.append(memory.profile_training_peak(wrapper, batch, steps=1)["peak_gib"])
+        measured.append(profiling.profile_training_peak(wrapper, batch, steps=1)["peak_gib"])
         estimated.append(memory.estimate_training_memory(config, (224, 224), text_tokens=batch["input_ids"].shape[1] - 64,
                                                          frozen_vision_graph=False)["peak_allocated_gib"])
     with capsys.disabled():

@@ -11,9 +11,9 @@ import os
 
 import pytest
 
-from uivlm_helpers import data
-from uivlm_helpers import miniwob_env as mw
-from uivlm_helpers.wrapper import Prediction
+from uivlm_helpers.data import schema
+from uivlm_helpers.data import miniwob_env as mw
+from uivlm_helpers.models.wrapper import Prediction
 
 _available, _reason = mw.chrome_available()
 if not _available and os.environ.get("CI", "").lower() not in ("1", "true", "yes"):
@@ -161,7 +161,7 @@ def test_demonstrations_validate_and_carry_history(tmp_path, browser):
     path = mw.record_demonstrations(["click-test-2", "login-user"], episodes=2, seed=0, out_dir=tmp_path,
                                     env=browser)
     assert path == tmp_path / "train.jsonl"
-    records = data.read_records(path)  # validated, images checked
+    records = schema.read_records(path)  # validated, images checked
     assert len(records) == 2 * 1 + 2 * 5
     login = [r for r in records if r.source == "miniwob/login-user"]
     assert [len(r.history) for r in login[:5]] == [0, 1, 2, 3, 4]
@@ -177,10 +177,10 @@ def test_demonstrations_validate_and_carry_history(tmp_path, browser):
             assert record.bbox is None
     assert login[0].instruction.startswith("Enter the username")
     # same arguments, same data; the test split draws other task instances
-    again = data.read_records(mw.record_demonstrations(["click-test-2"], 2, 0, tmp_path / "again", env=browser))
+    again = schema.read_records(mw.record_demonstrations(["click-test-2"], 2, 0, tmp_path / "again", env=browser))
     assert [r.action for r in again] == [r.action for r in records if r.source == "miniwob/click-test-2"]
     assert [r.instruction for r in again] == [r.instruction for r in records if r.source == "miniwob/click-test-2"]
-    test = data.read_records(mw.record_demonstrations(["click-test-2"], 2, 0, tmp_path / "t", split="test",
+    test = schema.read_records(mw.record_demonstrations(["click-test-2"], 2, 0, tmp_path / "t", split="test",
                                                       env=browser))
     assert {r.id for r in test}.isdisjoint({r.id for r in again}) and test[0].split == "test"
 
@@ -189,7 +189,7 @@ def test_record_demonstrations_caps_records(tmp_path):
     # env=None: a browser of its own, closed at the end
     path = mw.record_demonstrations(["click-test", "enter-text"], episodes=5, seed=1, out_dir=tmp_path,
                                     max_records=5)
-    records = data.read_records(path)
+    records = schema.read_records(path)
     assert len(records) == 5
     assert sum(r.source == "miniwob/click-test" for r in records) == 3
 
@@ -244,7 +244,7 @@ def test_policy_from_wrapper_feeds_screenshot_and_utterance(browser):
 
 
 def test_policy_from_a_real_tiny_wrapper(tiny_path, browser):
-    from uivlm_helpers.wrapper import VLMWrapper
+    from uivlm_helpers.models.wrapper import VLMWrapper
 
     wrapper = VLMWrapper(max_new_tokens=8)
     episodes = mw.rollout_episodes(mw.policy_from_wrapper(wrapper), ["click-test"], 1, seed=0, max_steps=1,
@@ -261,9 +261,9 @@ def test_policy_from_a_real_tiny_wrapper(tiny_path, browser):
 # ---------------------------------------------------------------------------------------------------
 
 def test_prepare_data_records_miniwob_splits_into_the_run_folder(tmp_path):
-    from uivlm_helpers.config import load_config
-    from uivlm_helpers.run_data import load_split, prepare_data
-    from uivlm_helpers.workbook import RunPaths
+    from uivlm_helpers.core.config import load_config
+    from uivlm_helpers.core.paths import RunPaths
+    from uivlm_helpers.data.run_data import load_split, prepare_data
 
     config = load_config({"data": {"source": "miniwob:click-test-2,enter-text", "train_size": 7,
                                    "eval_size": 3, "seed": 4}})
@@ -281,7 +281,7 @@ def test_prepare_data_records_miniwob_splits_into_the_run_folder(tmp_path):
 
 
 def test_miniwob_sources_are_checked_before_starting_a_browser():
-    from uivlm_helpers.run_data import miniwob_tasks
+    from uivlm_helpers.data.run_data import miniwob_tasks
 
     assert miniwob_tasks("miniwob") == list(mw.DEFAULT_TASKS)
     assert miniwob_tasks("miniwob: click-test , click-tab") == ["click-test", "click-tab"]

@@ -9,10 +9,11 @@ import nbformat
 import pytest
 import yaml
 
-from uivlm_helpers import workbook
-from uivlm_helpers.config import ConfigError
-from uivlm_helpers.nbclean import is_clean
-from uivlm_helpers.workbook import NOTEBOOKS, NOTEBOOKS_DIR, REPO_ROOT
+from uivlm_helpers.core.config import ConfigError
+from uivlm_helpers.core.paths import NOTEBOOKS_DIR, REPO_ROOT
+from uivlm_helpers.workbook import runner
+from uivlm_helpers.workbook.nbclean import is_clean
+from uivlm_helpers.workbook.runner import NOTEBOOKS
 
 
 def _normalise(requirement: str) -> str:
@@ -58,7 +59,7 @@ def test_ci_runs_the_readme_commands():
     smoke = yaml.safe_load((REPO_ROOT / ".ci" / "smoke_params.yaml").read_text())
     assert smoke["LIVE_TASKS"] and smoke["LIVE_EPISODES"] >= 1 and smoke["MAX_STEPS"] <= 10
     # Every smoke parameter is one the notebooks declare (the runner would refuse it otherwise).
-    known = set().union(*(workbook.declared_parameters(nb) for nb in NOTEBOOKS))
+    known = set().union(*(runner.declared_parameters(nb) for nb in NOTEBOOKS))
     assert set(smoke) <= known
 
 
@@ -84,10 +85,10 @@ def test_runner_refuses_a_live_run_without_a_browser_before_running_anything(tmp
     monkeypatch.setenv("MINIWOB_CHROMEDRIVER", str(tmp_path / "no-chromedriver"))
     run_dir = tmp_path / "run"
     with pytest.raises(ConfigError, match=r"04_eval's live MiniWoB\+\+ episodes .*no-chromium.*make run"):
-        workbook.run_workbook(run_dir, {"MAX_STEPS": 1}, progress=False)
+        runner.run_workbook(run_dir, {"MAX_STEPS": 1}, progress=False)
     assert not run_dir.exists()          # refused before the first notebook started
     # Without live episodes nothing needs the browser.
-    declared = {nb: workbook.declared_parameters(nb) for nb in NOTEBOOKS}
-    assert workbook.browser_needs({"LIVE_TASKS": ""}, declared) == []
-    assert workbook.browser_needs({"LIVE_TASKS": "", "DATA_SOURCE": "miniwob:click-test"}, declared) == [
+    declared = {nb: runner.declared_parameters(nb) for nb in NOTEBOOKS}
+    assert runner.browser_needs({"LIVE_TASKS": ""}, declared) == []
+    assert runner.browser_needs({"LIVE_TASKS": "", "DATA_SOURCE": "miniwob:click-test"}, declared) == [
         "01_setup's MiniWoB++ demonstrations (DATA_SOURCE='miniwob:click-test')"]

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from uivlm_helpers import synth_tasks
-from uivlm_helpers.data import read_records
-from uivlm_helpers.synth import ICON_WORDS, TARGET_KINDS
-from uivlm_helpers.synth_tasks import (FAMILIES, PALETTE, family_instructions, generate_task_screen,
+from uivlm_helpers.data import synth_tasks
+from uivlm_helpers.data.schema import read_records
+from uivlm_helpers.data.synth import ICON_WORDS, TARGET_KINDS
+from uivlm_helpers.data.synth_tasks import (FAMILIES, PALETTE, family_instructions, generate_task_screen,
                                        make_task_splits, task_example)
 
 _ORDINAL = re.compile(r"\b(first|second|third|fourth|fifth|sixth|last)\b")
@@ -132,7 +132,7 @@ def test_task_screens_are_the_same_in_every_process(tmp_path: Path):
     import subprocess
     import sys
 
-    script = ("import sys; from uivlm_helpers.synth_tasks import make_task_splits as m; "
+    script = ("import sys; from uivlm_helpers.data.synth_tasks import make_task_splits as m; "
               "m(sys.argv[1] + '/w', seed=2, n_train=12, n_eval=4, families=['colour', 'kind', 'label', 'position']); "
               "m(sys.argv[1] + '/b', seed=2, n_train=8, n_eval=4, colours=['red', 'green', 'blue'], boxes=True, "
               "n_widgets=(3, 5))")
@@ -147,8 +147,8 @@ def test_task_screens_are_the_same_in_every_process(tmp_path: Path):
 
 
 def test_coarse_answers_are_cell_centres():
-    from uivlm_helpers.coords import get_space
-    from uivlm_helpers.pretrain import coarse_action
+    from uivlm_helpers.core.coords import get_space
+    from recipes.pretrain import coarse_action
 
     space = get_space("norm1000")
     for x, y, size in [(0, 0, (224, 224)), (111, 57, (224, 224)), (223, 223, (224, 224)), (300, 5, (640, 480))]:
@@ -167,8 +167,8 @@ def _weights(folder: Path) -> dict[str, torch.Tensor]:
 
 
 def test_pretrain_trains_a_few_steps_on_cpu_and_resumes(tmp_path: Path):
-    from uivlm_helpers.pretrain import PretrainOptions, pretrain
-    from uivlm_helpers.wrapper import VLMWrapper
+    from recipes.pretrain import PretrainOptions, pretrain
+    from uivlm_helpers.models.wrapper import VLMWrapper
 
     options = PretrainOptions(shape="tiny", image_size=160, max_steps=4, batch_size=2, warmup_steps=1,
                               single_steps=1, coarse_steps=2, eval_every=2, eval_size=2, checkpoint_every=2,
@@ -202,7 +202,7 @@ def test_pretrain_trains_a_few_steps_on_cpu_and_resumes(tmp_path: Path):
 
 
 def test_pretrain_refuses_to_resume_with_other_options(tmp_path: Path):
-    from uivlm_helpers.pretrain import PretrainOptions, pretrain
+    from recipes.pretrain import PretrainOptions, pretrain
 
     options = PretrainOptions(shape="tiny", image_size=160, max_steps=2, batch_size=1, warmup_steps=1,
                               coarse_steps=0, eval_every=0, eval_size=1, checkpoint_every=1, device="cpu")
@@ -219,7 +219,7 @@ SHIPPED = "uivlm/tiny-qwen2-vl-ui"
 
 
 def _shipped_weights_present() -> bool:
-    from uivlm_helpers.pretrained import SHIPPED_MODELS
+    from uivlm_helpers.models.pretrained import SHIPPED_MODELS
 
     return (SHIPPED_MODELS[SHIPPED] / "model.safetensors").is_file()
 
@@ -227,11 +227,11 @@ def _shipped_weights_present() -> bool:
 needs_shipped_base = pytest.mark.skipif(
     not _shipped_weights_present(),
     reason="models/tiny-qwen2-vl-ui has no trained weights yet: pretraining has not reached a usable base "
-           "(see the issue-12 report); these tests run once the folder is filled by uivlm_helpers.pretrain")
+           "(see the issue-12 report); these tests run once the folder is filled by recipes.pretrain")
 
 
 def _shipped():
-    from uivlm_helpers.pretrained import SHIPPED_MODELS
+    from uivlm_helpers.models.pretrained import SHIPPED_MODELS
 
     folder = SHIPPED_MODELS[SHIPPED]
     return folder, json.loads((folder / "evaluation.json").read_text())
@@ -241,7 +241,7 @@ def _shipped():
 def test_shipped_base_is_a_small_ordinary_checkpoint():
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
-    from uivlm_helpers.pretrained import shipped_model_path
+    from uivlm_helpers.models.pretrained import shipped_model_path
 
     folder = shipped_model_path(SHIPPED)
     assert (folder / "model.safetensors").stat().st_size < 16 * 2**20
@@ -254,7 +254,7 @@ def test_shipped_base_is_a_small_ordinary_checkpoint():
 
 
 def test_shipped_model_names():
-    from uivlm_helpers.pretrained import SHIPPED_MODELS, shipped_model_path
+    from uivlm_helpers.models.pretrained import SHIPPED_MODELS, shipped_model_path
 
     assert SHIPPED_MODELS[SHIPPED].parts[-2:] == ("models", "tiny-qwen2-vl-ui")
     with pytest.raises(ValueError, match="shipped models"):
@@ -266,9 +266,9 @@ def test_shipped_base_reproduces_its_recorded_heldout_accuracy():
     """Evaluation only, through the ordinary path (VLMWrapper -> predict_records -> compute_metrics), on
     the small held-out set recorded with the model; the tolerance covers a few answers flipping on
     another CPU's float arithmetic."""
-    from uivlm_helpers.evaluate import compute_metrics, predict_records
-    from uivlm_helpers.run_data import as_plain
-    from uivlm_helpers.wrapper import VLMWrapper
+    from uivlm_helpers.data.run_data import as_plain
+    from uivlm_helpers.evaluation.evaluate import compute_metrics, predict_records
+    from uivlm_helpers.models.wrapper import VLMWrapper
 
     folder, recorded = _shipped()
     small = recorded["small_heldout"]
@@ -281,9 +281,9 @@ def test_shipped_base_reproduces_its_recorded_heldout_accuracy():
 
 
 def test_task_screens_are_a_run_data_source(tmp_path: Path):
-    from uivlm_helpers import run_data
-    from uivlm_helpers.config import load_config
-    from uivlm_helpers.workbook import RunPaths
+    from uivlm_helpers.core.config import load_config
+    from uivlm_helpers.core.paths import RunPaths
+    from uivlm_helpers.data import run_data
 
     paths = RunPaths(tmp_path / "run")
     config = load_config({"data": {"source": "tasks:colour,kind", "train_size": 8, "eval_size": 4, "seed": 3}})
@@ -306,7 +306,7 @@ def test_task_screens_are_a_run_data_source(tmp_path: Path):
 
 
 def test_target_colours_restrict_what_colour_instructions_name():
-    from uivlm_helpers.synth_tasks import BASE_COLOURS, NEW_COLOURS
+    from uivlm_helpers.data.synth_tasks import BASE_COLOURS, NEW_COLOURS
 
     named = set()
     for i in range(40):
@@ -325,7 +325,7 @@ def test_target_colours_restrict_what_colour_instructions_name():
 def test_distractors_are_the_other_widgets_the_instruction_could_name(tmp_path: Path):
     """On box screens, a colour instruction's distractors are exactly the other boxes drawn in a nameable
     colour (checked on the pixels); boxes of other colours and the target are not among them."""
-    from uivlm_helpers.synth_tasks import NEW_COLOURS, PALETTE
+    from uivlm_helpers.data.synth_tasks import NEW_COLOURS, PALETTE
 
     nameable = {PALETTE[c] for c in NEW_COLOURS}
     counts = set()
@@ -357,7 +357,7 @@ def test_distractors_are_the_other_widgets_the_instruction_could_name(tmp_path: 
 
 
 def test_pretrain_run_writes_the_base_report(tmp_path: Path):
-    from uivlm_helpers.pretrain import PretrainOptions, main
+    from recipes.pretrain import PretrainOptions, main
 
     run, out = tmp_path / "run", tmp_path / "base"
     main(["--shape", "tiny", "--image-size", "160", "--max-steps", "2", "--batch-size", "2", "--warmup-steps", "1",
@@ -372,13 +372,13 @@ def test_pretrain_run_writes_the_base_report(tmp_path: Path):
     for name in ("TRAINING.md", "curve.json", "curve.png", "train.log", "model.safetensors"):
         assert (out / name).is_file(), name
     training = (out / "TRAINING.md").read_text()
-    assert "python -m uivlm_helpers.pretrain --shape tiny" in training and "click accuracy" in training
+    assert "python -m recipes.pretrain --shape tiny" in training and "click accuracy" in training
     assert [p["step"] for p in json.loads((out / "curve.json").read_text())] == [1, 2]
     assert PretrainOptions  # the options class the report records
 
 
 def test_box_screens_hold_one_large_visible_button():
-    from uivlm_helpers.synth_tasks import generate_box_screen
+    from uivlm_helpers.data.synth_tasks import generate_box_screen
 
     for i in range(20):
         screen = generate_box_screen(random.Random(i), (224, 224), colours=["red", "blue"])
@@ -395,7 +395,7 @@ def test_place_words_and_least_candidates_shape_extreme_instructions(tmp_path: P
     """``places`` limits the words of "Click the rightmost element"-style instructions; with
     ``min_candidates=2`` every screen holds another widget the same words name (in the other
     direction), so only the word tells the target apart; both are checked on the boxes' geometry."""
-    from uivlm_helpers.synth_tasks import NEW_PLACES, PLACES
+    from uivlm_helpers.data.synth_tasks import NEW_PLACES, PLACES
 
     # the far side of each word: a larger value of this key means further in the word's direction
     further = {"leftmost": lambda b: -(b[0] + b[2]), "rightmost": lambda b: b[0] + b[2],
@@ -428,8 +428,8 @@ def test_place_words_and_least_candidates_shape_extreme_instructions(tmp_path: P
 def test_pretrain_continues_a_saved_base(tmp_path: Path):
     """``init``: a second stage starts from a saved base's weights (not random ones) and keeps its
     processor; a folder without weights is refused with the option's name."""
-    from uivlm_helpers.pretrain import PretrainOptions, pretrain
-    from uivlm_helpers.pretrained import SHIPPED_MODELS
+    from recipes.pretrain import PretrainOptions, pretrain
+    from uivlm_helpers.models.pretrained import SHIPPED_MODELS
 
     stage1 = SHIPPED_MODELS["uivlm/tiny-qwen2-vl-ui-stage1"]
     options = PretrainOptions(init=str(stage1), families=["extreme"], places=["leftmost"], min_candidates=1,

@@ -8,10 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from uivlm_helpers import families, memory, model_configs, tiny, widgets
-from uivlm_helpers.config import load_config
-from uivlm_helpers.coords import SPACE_NAMES
-from uivlm_helpers.families import FAMILIES, FAMILY_MODULES, family_name_for, resolve_model
+from uivlm_helpers import families
+from uivlm_helpers.core.config import load_config
+from uivlm_helpers.core.coords import SPACE_NAMES
+from uivlm_helpers.families import FAMILIES, FAMILY_MODULES, family_name_for
+from uivlm_helpers.models import model_configs, tiny
+from uivlm_helpers.models.resolve import resolve_model
+from uivlm_helpers.training import memory
+from uivlm_helpers.workbook import widgets
 
 PACKAGE = Path(families.__file__).resolve().parents[1]
 
@@ -110,8 +114,9 @@ def _family_literals(path: Path) -> list[tuple[int, str]]:
 def test_no_module_outside_families_names_a_family():
     """Family rules live in the family's plug-in: elsewhere a family's name is never a string constant
     (``family == "florence2"``, ``("qwen2_vl", ...)``, a dict keyed by family)."""
-    offenders = {str(path.relative_to(PACKAGE)): hits for path in sorted(PACKAGE.glob("*.py"))
-                 if (hits := _family_literals(path))}
+    scanned = [path for path in sorted(PACKAGE.rglob("*.py")) if "families" not in path.relative_to(PACKAGE).parts]
+    assert any(len(path.relative_to(PACKAGE).parts) > 1 for path in scanned)  # sub-packages are scanned too
+    offenders = {str(path.relative_to(PACKAGE)): hits for path in scanned if (hits := _family_literals(path))}
     assert offenders == {}
 
 
@@ -126,8 +131,8 @@ def test_estimate_counts_the_vision_lora_and_leaves_the_cache_off_when_lora_trai
     """With LoRA and model.freeze_vision_encoder false the wrapper puts adapters on the tower's layers, so
     the tower trains: the estimate counts those adapters (exactly the loaded model's trainable parameters),
     records the tower's activations, and - like training's decide_cache - does not cache its features."""
-    from uivlm_helpers.features import decide_cache
-    from uivlm_helpers.wrapper import VLMWrapper
+    from uivlm_helpers.models.wrapper import VLMWrapper
+    from uivlm_helpers.training.features import decide_cache
 
     def config(freeze):
         return load_config({"model": {"name": "uivlm/tiny-qwen2-vl", "use_lora": True,
@@ -150,8 +155,8 @@ def test_estimate_counts_the_vision_lora_and_leaves_the_cache_off_when_lora_trai
 def test_estimate_and_training_agree_on_the_cache_for_a_stochastic_tower():
     """Florence-2's published DaViT trains with stochastic depth (drop_path_rate 0.1): not cacheable, from
     the spec as on the loaded model; the tiny Florence-2 has none, so its features are cached."""
-    from uivlm_helpers.features import decide_cache
-    from uivlm_helpers.wrapper import VLMWrapper
+    from uivlm_helpers.models.wrapper import VLMWrapper
+    from uivlm_helpers.training.features import decide_cache
 
     def estimate(name):
         return memory.estimate_training_memory(load_config({"model": {"name": name},

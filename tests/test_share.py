@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from uivlm_helpers import share
-from uivlm_helpers.config import load_config
+from uivlm_helpers.core.config import load_config
+from uivlm_helpers.sharing import share
 
 FAKE_TOKEN = "hf_uivlmFakeTokenForTests0123456789abcd"
 
@@ -85,7 +85,7 @@ def test_qlora_adapter_merges_into_a_full_precision_copy_of_the_base(tmp_path):
     import torch
     from PIL import Image
 
-    from uivlm_helpers.wrapper import VLMWrapper
+    from uivlm_helpers.models.wrapper import VLMWrapper
 
     agent = VLMWrapper("uivlm/tiny-qwen2-vl", load_in_4bit=True, use_lora=True, lora_config={"r": 4})
     torch.manual_seed(0)
@@ -113,7 +113,7 @@ def test_qlora_adapter_merges_into_a_full_precision_copy_of_the_base(tmp_path):
 
 
 def test_adapter_only_share_is_small_and_loads_with_its_base(tmp_path):
-    from uivlm_helpers.wrapper import VLMWrapper
+    from uivlm_helpers.models.wrapper import VLMWrapper
 
     agent = VLMWrapper("uivlm/tiny-qwen2-vl", use_lora=True, lora_config={"r": 4})
     folder = share.save_agent(agent, tmp_path / "adapter", merge=False)
@@ -127,7 +127,7 @@ def test_sharing_without_a_trained_agent_says_run_03_first(tmp_path):
 
 
 def test_the_run_configuration_travels_with_the_agent(tmp_path):
-    from uivlm_helpers.wrapper import VLMWrapper
+    from uivlm_helpers.models.wrapper import VLMWrapper
 
     config = load_config({"training": {"max_steps": 7}})
     folder = share.save_agent(VLMWrapper("uivlm/tiny-qwen2-vl", use_lora=True, lora_config={"r": 4}),
@@ -137,7 +137,7 @@ def test_the_run_configuration_travels_with_the_agent(tmp_path):
 
 
 def test_model_card_says_what_was_trained_counted_from_the_parameters():
-    from uivlm_helpers.wrapper import VLMWrapper
+    from uivlm_helpers.models.wrapper import VLMWrapper
 
     metrics = {"fine-tuned": {"n": 1}}
     for freeze in (False, True):
@@ -159,12 +159,12 @@ def test_push_and_visibility_hold_for_the_run_that_sets_them_and_are_never_saved
                                                                                  monkeypatch):
     import yaml
 
-    from uivlm_helpers import workbook
+    from uivlm_helpers.workbook import runner
 
     run = str(tmp_path / "run")
-    workbook.start_notebook("01_setup", {"RUN_DIR": run})
+    runner.start_notebook("01_setup", {"RUN_DIR": run})
     asked = {"RUN_DIR": run, "REPO_ID": "me/agent", "PUSH_TO_HUB": True, "PRIVATE": False, "MERGE": None}
-    config, paths = workbook.start_notebook("05_share", asked)
+    config, paths = runner.start_notebook("05_share", asked)
     assert config.share.push is True and config.share.private is False   # this run pushes, publicly
     saved = yaml.safe_load(paths.config.read_text())["share"]
     assert saved["push"] is False and saved["private"] is True and saved["repo_id"] == "me/agent"
@@ -172,7 +172,7 @@ def test_push_and_visibility_hold_for_the_run_that_sets_them_and_are_never_saved
     assert (shared.share.push, shared.share.private, shared.share.repo_id) == (False, True, "me/agent")
 
     # The next run, asking nothing: a private dry run, with the repo id kept.
-    again, _ = workbook.start_notebook("05_share", {"RUN_DIR": run, "PUSH_TO_HUB": None, "PRIVATE": None})
+    again, _ = runner.start_notebook("05_share", {"RUN_DIR": run, "PUSH_TO_HUB": None, "PRIVATE": None})
     assert (again.share.push, again.share.private, again.share.repo_id) == (False, True, "me/agent")
     monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
     plan = share.push_to_hub(shared_folder, again.share.repo_id, private=again.share.private, push=again.share.push)
@@ -182,7 +182,7 @@ def test_push_and_visibility_hold_for_the_run_that_sets_them_and_are_never_saved
     stale = yaml.safe_load(paths.config.read_text())
     stale["share"].update(push=True, private=False)
     paths.config.write_text(yaml.safe_dump(stale))
-    third, _ = workbook.start_notebook("05_share", {"RUN_DIR": run})
+    third, _ = runner.start_notebook("05_share", {"RUN_DIR": run})
     assert (third.share.push, third.share.private) == (False, True)
     assert yaml.safe_load(paths.config.read_text())["share"]["push"] is False
 
@@ -197,8 +197,8 @@ def test_shared_files_name_datasets_and_models_never_local_paths(tmp_path):
     import shutil
     from pathlib import Path
 
-    from uivlm_helpers.tiny import tiny_checkpoint
-    from uivlm_helpers.wrapper import AGENT_FILE, VLMWrapper
+    from uivlm_helpers.models.tiny import tiny_checkpoint
+    from uivlm_helpers.models.wrapper import AGENT_FILE, VLMWrapper
 
     data_dir = tmp_path / "my-screens"
     data_dir.mkdir()

@@ -1,4 +1,4 @@
-"""Tests for uivlm_helpers.synth: determinism, widget geometry, instructions, dataset files."""
+"""Tests for uivlm_helpers.data.synth: determinism, widget geometry, instructions, dataset files."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from uivlm_helpers.data import load_dataset, read_records
-from uivlm_helpers.synth import (
+from uivlm_helpers.data.schema import load_dataset, read_records
+from uivlm_helpers.data.synth import (
     ICON_WORDS,
     LAYOUTS,
     TARGET_KINDS,

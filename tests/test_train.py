@@ -14,12 +14,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from uivlm_helpers import run_data
-from uivlm_helpers.config import load_config
-from uivlm_helpers.train import (COMPLETE_MARKER, NonFiniteTrainingError, last_complete_checkpoint, seal_checkpoint,
+from uivlm_helpers.core.config import load_config
+from uivlm_helpers.data import run_data
+from uivlm_helpers.training.train import (COMPLETE_MARKER, NonFiniteTrainingError, last_complete_checkpoint, seal_checkpoint,
                                  train, train_run, training_arguments)
-from uivlm_helpers.workbook import REPO_ROOT, RunPaths
-from uivlm_helpers.wrapper import VLMWrapper
+from uivlm_helpers.core.paths import REPO_ROOT, RunPaths
+from uivlm_helpers.models.wrapper import VLMWrapper
 
 PYTHON = sys.executable
 
@@ -40,13 +40,13 @@ def _adapter(paths: RunPaths) -> dict:
 
 def test_interrupted_run_resumes_to_the_same_result(tmp_path):
     straight = _make_run(tmp_path / "straight", max_steps=30, checkpoint_interval=5)
-    subprocess.run([PYTHON, "-m", "uivlm_helpers.train", "--run-dir", str(straight.root)], check=True,
+    subprocess.run([PYTHON, "-m", "uivlm_helpers.training", "--run-dir", str(straight.root)], check=True,
                    capture_output=True)
 
     interrupted = RunPaths(tmp_path / "interrupted")
     shutil.copytree(straight.root / "data", interrupted.root / "data")
     shutil.copy(straight.config, interrupted.config)
-    process = subprocess.Popen([PYTHON, "-m", "uivlm_helpers.train", "--run-dir", str(interrupted.root)],
+    process = subprocess.Popen([PYTHON, "-m", "uivlm_helpers.training", "--run-dir", str(interrupted.root)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     sealed = interrupted.checkpoints / "checkpoint-10" / COMPLETE_MARKER
     deadline = time.time() + 240
@@ -68,7 +68,7 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path):
     (interrupted.checkpoints / "incomplete-checkpoint-25").mkdir()
     (interrupted.checkpoints / "incomplete-checkpoint-25" / "optimizer.pt").write_bytes(b"older")
 
-    resumed_run = subprocess.run([PYTHON, "-m", "uivlm_helpers.train", "--run-dir", str(interrupted.root),
+    resumed_run = subprocess.run([PYTHON, "-m", "uivlm_helpers.training", "--run-dir", str(interrupted.root),
                                   "--resume"], check=True, capture_output=True, text=True)
     assert "resuming from" in resumed_run.stdout, resumed_run.stdout
     assert (interrupted.checkpoints / "incomplete-checkpoint-25" / "optimizer.pt").read_bytes() == b"older"
@@ -151,7 +151,7 @@ def test_two_processes_train_together_with_accelerate(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([str(Path(PYTHON).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
                     "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                    "-m", "uivlm_helpers.train", "--run-dir", str(paths.root)],
+                    "-m", "uivlm_helpers.training", "--run-dir", str(paths.root)],
                    check=True, capture_output=True, env=env, cwd=REPO_ROOT)
     state = json.loads((paths.checkpoints / "checkpoint-4" / "trainer_state.json").read_text())
     # 4 steps × batch 2 × 2 processes = 16 samples = one epoch (a single process would reach 0.5)
@@ -251,7 +251,7 @@ def test_full_fine_tune_resumes_with_the_checkpointed_weights(tmp_path, capsys):
 
 
 def test_dataloader_workers_auto_is_four_on_a_gpu_and_none_on_the_cpu(monkeypatch):
-    from uivlm_helpers.train import dataloader_workers
+    from uivlm_helpers.training.train import dataloader_workers
 
     config = load_config({})
     assert config.training.dataloader_num_workers == "auto"
@@ -279,7 +279,7 @@ def test_dataloader_workers_prepare_batches_in_other_processes(tmp_path):
 
 def test_partial_checkpointing_keeps_losses_and_leaves_the_last_layers_unchecked(tmp_path, records):
     """uncheckpointed_layers changes what is stored, not what is computed: same losses, same adapter."""
-    from uivlm_helpers.checkpointing import language_model_layers
+    from uivlm_helpers.training.checkpointing import language_model_layers
 
     runs = {}
     for name, training in [("all", {"gradient_checkpointing": True}),
@@ -311,7 +311,7 @@ def test_more_uncheckpointed_layers_than_the_model_has_is_a_clear_error(tmp_path
 
 
 def test_auto_uncheckpointed_layers_leaves_out_what_the_budget_fits(tmp_path, records, capsys):
-    from uivlm_helpers import memory
+    from uivlm_helpers.training import memory
 
     config = load_config({"training": {"batch_size": 2, "gradient_checkpointing": True}})
     plan = memory.plan_uncheckpointed_layers(config, 1e6, measure="total_gib")

@@ -2,8 +2,8 @@
 
 import pytest
 
-from uivlm_helpers.config import ConfigError, load_config
-from uivlm_helpers.widgets import SetupWidgets, model_options
+from uivlm_helpers.core.config import ConfigError, load_config
+from uivlm_helpers.workbook.widgets import SetupWidgets, model_options
 
 
 def test_pickers_start_from_the_configuration():
@@ -43,7 +43,7 @@ def test_configuration_rejects_what_the_widget_cannot_offer():
 
 
 # -- availability of a choice on this machine ---------------------------------------------------------
-from uivlm_helpers import widgets  # noqa: E402
+from uivlm_helpers.workbook import widgets  # noqa: E402
 
 
 @pytest.fixture

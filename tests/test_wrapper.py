@@ -6,9 +6,9 @@ import json
 import pytest
 import torch
 
-from uivlm_helpers.actions import ParseFailure
+from uivlm_helpers.core.actions import ParseFailure
 from uivlm_helpers.families import IGNORE_INDEX, family_name_for
-from uivlm_helpers.wrapper import AGENT_FILE, VLMWrapper
+from uivlm_helpers.models.wrapper import AGENT_FILE, VLMWrapper
 
 
 def test_tiny_checkpoint_is_a_real_qwen2_vl(tiny_path):
@@ -25,7 +25,7 @@ def test_tiny_checkpoint_is_a_real_qwen2_vl(tiny_path):
 
 
 def test_tiny_checkpoint_is_built_once(tiny_path):
-    from uivlm_helpers.tiny import tiny_checkpoint
+    from uivlm_helpers.models.tiny import tiny_checkpoint
 
     before = (tiny_path / "model.safetensors").stat().st_mtime_ns
     assert tiny_checkpoint("uivlm/tiny-qwen2-vl") == tiny_path

@@ -6,6 +6,17 @@ action (``click(x, y)``, ``type("text")``, ``scroll(down, 100)``, ``wait(1)``). 
 
 The seed API is importable from the top level (loaded lazily, so ``import uivlm_helpers`` is cheap):
 ``VLMWrapper``, ``ActionDecoder``, ``load_config``.
+
+The sub-packages are layers, each importing only from the ones before it (``tests/test_layers.py``):
+
+* ``core``: coordinate spaces, the action schema, prompts, the run configuration, run paths, images;
+* ``data``: the record schema, converters, synthetic and task screens, MiniWoB++, a run's splits;
+* ``families``: one plug-in per model family (adapter, tiny recipe and tokenizer, published specs);
+* ``models``: name resolution, tiny and shipped checkpoints, constrained decoding, ``VLMWrapper``;
+* ``training``: collator, Trainer, checkpointing, the fast path, the memory estimate
+  (``python -m uivlm_helpers.training``);
+* ``evaluation``, then ``sharing`` (which reproduces the evaluation);
+* ``workbook``: the notebooks' runner (``python -m uivlm_helpers.workbook``), widgets, plots.
 """
 
 import logging
@@ -14,10 +25,14 @@ import logging
 # from the Hub by the `kernels` package) is missing; the plain kernel works, so keep notebooks quiet.
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
-_EXPORTS = {"VLMWrapper": "wrapper", "ActionDecoder": "actions", "Action": "actions",
-            "load_config": "config", "RunConfig": "config"}
+_EXPORTS = {"VLMWrapper": "models.wrapper", "ActionDecoder": "core.actions", "Action": "core.actions",
+            "load_config": "core.config", "RunConfig": "core.config"}
 
-__all__ = sorted(_EXPORTS)
+#: The sub-packages as layers, bottom first; a tuple would hold layers side by side. A module imports only from
+#: its own layer and the ones before it (``tests/test_layers.py``; ``docs/architecture.py`` draws them).
+LAYERS = ["core", "data", "families", "models", "training", "evaluation", "sharing", "workbook"]
+
+__all__ = sorted([*_EXPORTS, "LAYERS"])
 
 
 def __getattr__(name):

@@ -6,15 +6,16 @@ Usage (repo root): python bench/binding/base_errors.py N [MODEL] [COLOURS]   (SI
 import json, sys, math, os
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root: recipes/
 import prompt_order  # noqa: E402
 prompt_order.apply_from_env()
 
 import torch
 torch.set_num_threads(2)
-from uivlm_helpers import synth_tasks
-from uivlm_helpers.pretrain import PretrainOptions
-from uivlm_helpers.wrapper import VLMWrapper
-from uivlm_helpers.evaluate import predict_records
+from uivlm_helpers.data import synth_tasks
+from recipes.pretrain import PretrainOptions
+from uivlm_helpers.evaluation.evaluate import predict_records
+from uivlm_helpers.models.wrapper import VLMWrapper
 screens = {}
 orig = synth_tasks.generate_box_screen
 def rec(*a, **k):

@@ -8,10 +8,12 @@ FAMS (instruction families, e.g. extreme), PLACES (place words, e.g. leftmost,to
 import json, shutil, sys, os
 from pathlib import Path
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root: recipes/
 OUT = os.environ.get("OUT", "runs/binding")  # run folders, checkpoints and curves
 import torch
 torch.set_num_threads(int(os.environ.get("THREADS", "2")))
-from uivlm_helpers import pretrain as P, synth_tasks
+from recipes import pretrain as P
+from uivlm_helpers.data import synth_tasks
 if os.environ.get("PAL"):
     synth_tasks.PALETTE = {k: synth_tasks.PALETTE[k] for k in os.environ["PAL"].split(",")}
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -6,10 +6,12 @@ Usage (repo root): python bench/binding/two_boxes.py TAG STEPS LR   (TEXTFIRST=1
 import json, os, random, sys
 from pathlib import Path
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root: recipes/
 OUT = os.environ.get("OUT", "runs/binding")  # run folders, checkpoints and curves
 import torch
 torch.set_num_threads(2)
-from uivlm_helpers import pretrain as P, synth_tasks as S
+from recipes import pretrain as P
+from uivlm_helpers.data import synth_tasks as S
 sys.path.insert(0, str(HERE))
 import prompt_order  # noqa: E402
 prompt_order.apply_from_env()
@@ -26,7 +28,7 @@ def two_boxes(rng, image_size=(224, 224), colours=None, dark_rate=0.2, wash=True
 
 def use_family(family):
     """Pretrain another tiny family's embedded checkpoint (its own shape) instead of a Qwen2-VL shape."""
-    from uivlm_helpers import tiny
+    from uivlm_helpers.models import tiny
     P.FAMILIES_BUILT = (*P.FAMILIES_BUILT, family)
     P.build_initial_checkpoint = lambda out, shape, seed=0, side=224: tiny.tiny_checkpoint(
         f"uivlm/tiny-{family}", cache_dir=Path(out).parent / "tiny")

@@ -1,10 +1,11 @@
-"""Model families as plug-ins: one module per family, one registry, one resolver.
+"""Model families as plug-ins: one module per family, one registry.
 
 Everything that makes a family what it is - its adapter (prompt layout, label start, coordinate space,
 vision modules, LoRA targets), its embedded tiny checkpoint (recipe, builder, chat template), its
 published full-size configurations and ``config.json`` reader, its memory and fast-path traits and its
 entries in the model picker - lives in ``uivlm_helpers/families/<family>.py`` as a
-:class:`.plugin.FamilyPlugin`. :mod:`.registry` lists the modules and resolves model names.
+:class:`.plugin.FamilyPlugin`. :mod:`.registry` lists the modules and names a model's family; :mod:`.tinybuild` trains the tiny
+checkpoints' tokenizers. Resolving a name to a folder is :mod:`uivlm_helpers.models.resolve`'s job.
 
 ==============  ====================  ==================================  ==============================
 family          prompt                coordinate space                    vision tower + projector
@@ -38,14 +39,14 @@ from .paligemma import PALIGEMMA
 from .plugin import FamilyPlugin
 from .qwen2_5_vl import QWEN2_5_VL
 from .qwen2_vl import QWEN2_VL
-from .registry import (ADAPTERS, FAMILIES, FAMILY_MODULES, KNOWN_FAMILIES, TINY_MODELS, ResolvedModel, family_name_for,
-                       get_adapter, get_family, local_folder, published_specs, resolve_model, tiny_recipe)
+from .registry import (ADAPTERS, FAMILIES, FAMILY_MODULES, KNOWN_FAMILIES, TINY_MODELS, family_name_for, get_adapter,
+                       get_family, published_specs, tiny_recipe)
 
 __all__ = [
     "ADAPTERS", "CLIP_LINEAR", "FAMILIES", "FAMILY_MODULES", "FLORENCE2", "IDEFICS2", "IGNORE_INDEX",
     "KEPT_SPECIAL_TOKENS", "KNOWN_FAMILIES", "LLAVA", "LLM_LINEAR", "NORM1000_SQUARE", "PALIGEMMA", "QWEN2_5_VL",
     "QWEN2_VL", "TINY_MODELS", "ChatTemplateAdapter", "EncoderDecoderAdapter", "FamilyPlugin",
-    "PrefixSuffixAdapter", "ResizedPixelsAdapter", "ResolvedModel", "SquarePadAdapter", "SquarePaddedSpace",
-    "family_name_for", "get_adapter", "get_family", "local_folder", "published_specs", "resolve_model",
+    "PrefixSuffixAdapter", "ResizedPixelsAdapter", "SquarePadAdapter", "SquarePaddedSpace",
+    "family_name_for", "get_adapter", "get_family", "published_specs",
     "square_padding", "tiny_recipe",
 ]

@@ -16,7 +16,7 @@ model alone and the tower stays as it was loaded.
 
 A saved agent may speak another coordinate space than its family's default (``uivlm_agent.json``):
 :meth:`ChatTemplateAdapter.space_for` takes the space's name, and every family can encode any of
-:data:`.coords.SPACE_NAMES` (``resized`` with the Qwen ``smart_resize`` factor 28).
+:data:`uivlm_helpers.core.coords.SPACE_NAMES` (``resized`` with the Qwen ``smart_resize`` factor 28).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..coords import SPACE_NAMES, CoordinateSpace, GridSpace, get_space
+from ..core.coords import CoordinateSpace, GridSpace, SPACE_NAMES, get_space
 
 IGNORE_INDEX = -100
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import json
 import math
 
-from ..tinybuild import build_tiny_tokenizer
 from .adapters import EncoderDecoderAdapter
 from .common import config_image_token_id, processor_side
 from .plugin import FamilyPlugin
+from .tinybuild import build_tiny_tokenizer
 
 FLORENCE2 = EncoderDecoderAdapter(
     name="florence2",

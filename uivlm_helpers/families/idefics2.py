@@ -7,10 +7,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..tinybuild import build_llama_tokenizer
-from .adapters import CLIP_LINEAR, LLM_LINEAR, ChatTemplateAdapter
+from .adapters import CLIP_LINEAR, ChatTemplateAdapter, LLM_LINEAR
 from .common import SIGLIP_SO400M, config_image_token_id, decoder_text_spec, llama_like, vit_config, vit_spec
 from .plugin import FamilyPlugin
+from .tinybuild import build_llama_tokenizer
 
 IDEFICS2 = ChatTemplateAdapter(
     name="idefics2",

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..tinybuild import build_llama_tokenizer
 from .adapters import CLIP_LINEAR, LLM_LINEAR, SquarePadAdapter
-from .common import CLIP_L_336, config_image_token_id, decoder_text_spec, llama_like, processor_side, vit_config, vit_spec
+from .common import (CLIP_L_336, config_image_token_id, decoder_text_spec, llama_like, processor_side, vit_config,
+                     vit_spec)
 from .plugin import FamilyPlugin
+from .tinybuild import build_llama_tokenizer
 
 LLAVA = SquarePadAdapter(
     name="llava",

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..tinybuild import train_metaspace_bpe
 from .adapters import CLIP_LINEAR, LLM_LINEAR, PrefixSuffixAdapter
-from .common import SIGLIP_SO400M, config_image_token_id, decoder_text_spec, llama_like, processor_side, vit_config, vit_spec
+from .common import (SIGLIP_SO400M, config_image_token_id, decoder_text_spec, llama_like, processor_side, vit_config,
+                     vit_spec)
 from .plugin import FamilyPlugin
+from .tinybuild import train_metaspace_bpe
 
 PALIGEMMA = PrefixSuffixAdapter(
     name="paligemma",

@@ -19,7 +19,7 @@ Fields:
         built folder, so a recipe is never edited without rebuilding).
     tiny_builder: ``builder(out_dir, recipe)`` writes a checkpoint (weights, tokenizer, processor).
     published: ``{Hub name: spec}`` - the published full-size configurations (see
-        :func:`.model_configs.published_config`; each says in ``sources`` where its values were read).
+        :func:`uivlm_helpers.models.model_configs.published_config`; each says in ``sources`` where its values were read).
     pinned_counts: ``{Hub name: parameter counts}`` measured on the meta device, for published models whose
         counts :attr:`count_params` does not compute.
     read_hf_config: ``read(config, image_processor) -> spec``: a checkpoint's ``config.json`` (defaults
@@ -29,14 +29,14 @@ Fields:
         sub-models is refused. None: not checked (the family has one fixed pair).
     image_tokens: ``count(rule, width, height) -> {"tokens", "patches", "resized"}`` for a family whose
         image-token rule is its own (None: the generic ``fixed`` / ``qwen_smart_resize`` rules of
-        :func:`.model_configs.image_token_count`).
+        :func:`uivlm_helpers.models.model_configs.image_token_count`).
     count_params: ``count(spec) -> counts`` by formula (exact, no transformers import); None: pinned
         counts or a meta-device build.
     fused_cross_entropy: liger-kernel has a fused-linear-cross-entropy patch for this family.
     rope_index: the language model uses M-RoPE, whose 3-D ``position_ids`` come from the model's
         ``get_rope_index`` (needed when cached features replace the vision inputs).
     feature_cache: vision features can be cached at all (the model exposes ``get_image_features`` and an
-        image-token id); whether they *are* cached is :func:`.features.cache_decision`'s.
+        image-token id); whether they *are* cached is :func:`uivlm_helpers.training.features.cache_decision`'s.
     feature_cache_reason: why not, when ``feature_cache`` is False.
     picker: ``((label, model name), ...)`` - the family's entries in the workbook's model picker.
 """

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from .adapters import LLM_LINEAR, ResizedPixelsAdapter
 from .plugin import FamilyPlugin
+from .qwen2_vl import TINY_QWEN2_VL_RECIPE
 from .qwen_common import (QWEN_PIXELS, QWEN_TOKEN_IDS, build_qwen, count_qwen_parameters, qwen_config_parts,
                           read_qwen_config)
-from .qwen2_vl import TINY_QWEN2_VL_RECIPE
 
 QWEN2_5_VL = ResizedPixelsAdapter(
     name="qwen2_5_vl",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .adapters import LLM_LINEAR, ChatTemplateAdapter
+from .adapters import ChatTemplateAdapter, LLM_LINEAR
 from .plugin import FamilyPlugin
 from .qwen_common import (QWEN2_VL_CHAT_TEMPLATE, QWEN_PIXELS, QWEN_TOKEN_IDS, build_qwen, count_qwen_parameters,
                           qwen_config_parts, read_qwen_config)

@@ -30,12 +30,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..tinybuild import build_tiny_tokenizer
 from .adapters import ChatTemplateAdapter
 from .plugin import FamilyPlugin
 from .qwen3_common import (QWEN3_PIXELS, QWEN3_SPECIAL_TOKENS, QWEN3_VISION, QWEN3_VISION_24, QWEN3_VISION_27,
                            build_qwen3_checkpoint, chat_template, image_tokens, read_rope, rope_parameters,
                            vision_config, vision_counts, vision_spec)
+from .tinybuild import build_tiny_tokenizer
 
 FULL_ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
 LINEAR_ATTENTION = ("in_proj_qkv", "in_proj_z", "in_proj_b", "in_proj_a", "out_proj")

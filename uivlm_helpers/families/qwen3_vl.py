@@ -25,12 +25,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..tinybuild import build_tiny_tokenizer
-from .adapters import LLM_LINEAR, ChatTemplateAdapter
+from .adapters import ChatTemplateAdapter, LLM_LINEAR
 from .plugin import FamilyPlugin
 from .qwen3_common import (QWEN3_PIXELS, QWEN3_SPECIAL_TOKENS, QWEN3_VISION_24, QWEN3_VISION_27, build_qwen3_checkpoint,
                            chat_template, image_tokens, read_rope, rope_parameters, vision_config, vision_counts,
                            vision_spec)
+from .tinybuild import build_tiny_tokenizer
 
 QWEN3_VL = ChatTemplateAdapter(
     name="qwen3_vl",

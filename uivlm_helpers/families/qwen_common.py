@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..tinybuild import build_tiny_tokenizer
 from .common import decoder_text_spec, lm_shapes
+from .tinybuild import build_tiny_tokenizer
 
 QWEN_SPECIAL_TOKENS = [
     "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
@@ -169,7 +169,7 @@ def qwen_vision_counts(vision: dict) -> dict:
 
 
 def count_qwen_parameters(spec: dict) -> dict:
-    """:func:`.model_configs.count_parameters` of a Qwen spec, by formula."""
+    """:func:`uivlm_helpers.models.model_configs.count_parameters` of a Qwen spec, by formula."""
     counts = {**qwen_text_counts(spec["text"]), **qwen_vision_counts(spec["vision"])}
     counts["total"] = counts["text"] + counts["vision"]
     return counts

@@ -1,23 +1,20 @@
-"""The family registry and the one resolver of model names.
+"""The family registry.
 
 :data:`FAMILY_MODULES` lists the family modules; adding a family is one new module (its ``FAMILY``
 plug-in, see :mod:`.plugin`) and one entry here. Everything else - the adapters by name, the embedded tiny
 models, the published specs, the model picker - is derived from these plug-ins.
 
-A model is named by an embedded tiny name (``uivlm/tiny-qwen2-vl``, built on first use), a shipped model
-(``uivlm/tiny-qwen2-vl-ui``), a Hub id or a local folder. :func:`resolve_model` turns any of them into
-the folder or id to load, its family and (for a published name) its published spec, without downloading
-anything; :func:`family_name_for` names the family alone (from the tiny name, a folder's ``config.json``
-``model_type``, or Hub-name patterns, longest first).
+:func:`family_name_for` names the family of a model (from an embedded tiny name, a folder's
+``config.json`` ``model_type``, or Hub-name patterns, longest first) without downloading anything;
+:func:`uivlm_helpers.models.resolve.resolve_model` (one layer up, where the tiny builder and the shipped
+models live) turns a name into the folder to load.
 """
 
 from __future__ import annotations
 
-import copy
 import importlib
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from .adapters import ChatTemplateAdapter
@@ -104,46 +101,3 @@ def family_name_for(model_name_or_path: str) -> str:
 def get_adapter(model_name_or_path: str) -> ChatTemplateAdapter:
     """The adapter for a model name or folder (see :func:`family_name_for`)."""
     return FAMILIES[family_name_for(model_name_or_path)].adapter
-
-
-def local_folder(name: str) -> Path | None:
-    """The folder behind an offline model name: an embedded tiny model (built on first use) or a
-    shipped one; None for any other name (Hub ids, folders)."""
-    # Imported here: the builder and the shipped models' folders sit above the registry.
-    from ..pretrained import SHIPPED_MODELS, shipped_model_path
-    from ..tiny import tiny_checkpoint
-
-    if name in TINY_MODELS:
-        return Path(tiny_checkpoint(name))
-    if name in SHIPPED_MODELS:
-        return shipped_model_path(name)
-    return None
-
-
-@dataclass(frozen=True)
-class ResolvedModel:
-    """A model name resolved: ``path`` to load (a folder, or the Hub id itself), its ``family``, and its
-    published ``spec`` (a fresh copy; None unless the name is a published one)."""
-
-    name: str
-    path: str
-    family: str
-    spec: dict | None = None
-
-
-def resolve_model(name_or_path: str) -> ResolvedModel:
-    """The one resolver: what to load for a model name, and its family.
-
-    Tiny names are built on first use and shipped names checked (see :func:`local_folder`); a Hub id or a
-    folder is kept as it is. The family comes from the resolved folder's ``config.json`` when there is one,
-    else from the name.
-
-    Raises:
-        ValueError: the family cannot be told (see :func:`family_name_for`).
-        FileNotFoundError: a shipped model's folder is missing.
-    """
-    folder = local_folder(name_or_path)
-    path = str(folder) if folder is not None else name_or_path
-    published = published_specs().get(name_or_path)
-    return ResolvedModel(name=name_or_path, path=path, family=family_name_for(path),
-                         spec=copy.deepcopy(published) if published is not None else None)
