@@ -176,3 +176,40 @@ def test_the_checks_catch_violations(tmp_path):
                                              "import it at the module's top"]
     assert sorted(import_cycles(found)) == [["pkg.core.coords", "pkg.workbook.runner", "pkg.core.coords"],
                                             ["pkg.data.a", "pkg.data.b", "pkg.data.a"]]
+
+
+def lazy_imports_without_reason(root: Path) -> list[str]:
+    """Function-level imports of other libraries that do not say why they are lazy.
+
+    A heavy optional dependency may be imported where it is used; the import (or the comment line right
+    above a run of such imports) says why with ``# lazy: <why>``.
+    """
+    problems = []
+    for path in sorted(root.rglob("*.py")):
+        lines = path.read_text().splitlines()
+        tree = ast.parse("\n".join(lines))
+        for function in [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]:
+            for node in ast.walk(function):
+                if not isinstance(node, (ast.Import, ast.ImportFrom)) or getattr(node, "level", 0):
+                    continue
+                start = node.lineno - 1
+                while start > 0 and lines[start - 1].strip().startswith(("import ", "from ")):
+                    start -= 1  # the top of a run of imports
+                said = any("# lazy:" in line for line in lines[start - 1:node.end_lineno])
+                if not said:
+                    where = f"{path.relative_to(root.parent)}:{node.lineno}"
+                    problems.append(f"{where}: {lines[node.lineno - 1].strip()}")
+    return problems
+
+
+def test_lazy_imports_say_why():
+    assert lazy_imports_without_reason(PACKAGE_DIR) == []
+
+
+def test_the_lazy_check_catches_an_unexplained_import(tmp_path):
+    root = tmp_path / "pkg"
+    root.mkdir()
+    (root / "m.py").write_text("def f():\n    import json\n    return json\n\n\n"
+                               "def g():\n    # lazy: selenium is slow to import\n"
+                               "    import selenium\n    return selenium\n")
+    assert lazy_imports_without_reason(root) == ["pkg/m.py:2: import json"]

@@ -19,6 +19,7 @@ The sub-packages are layers, each importing only from the ones before it (``test
 * ``workbook``: the notebooks' runner (``python -m uivlm_helpers.workbook``), widgets, plots.
 """
 
+import importlib
 import logging
 
 # bitsandbytes warns at import on CPUs with AVX512-BF16 that its optional fast 4-bit kernel (fetched
@@ -37,7 +38,5 @@ __all__ = sorted([*_EXPORTS, "LAYERS"])
 
 def __getattr__(name):
     if name in _EXPORTS:
-        import importlib
-
         return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
     raise AttributeError(f"module 'uivlm_helpers' has no attribute {name!r}")

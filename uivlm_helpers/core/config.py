@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
+from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from .actions import ACTION_FORMATS
 from .paths import SPLIT_FILES
@@ -366,8 +367,6 @@ def _check_prompt(template, key) -> None:
 
 
 def _check_repo_id(repo_id) -> None:
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
     expected = "expected a Hub repository id 'namespace/name' (letters, digits, '-', '_', '.')"
     if not isinstance(repo_id, str) or repo_id.count("/") != 1:
         raise ConfigError(f"share.repo_id: {expected}, got {repo_id!r}")
@@ -398,6 +397,7 @@ def validate(config: RunConfig) -> RunConfig:
     if m.do_sample and m.temperature == 0:
         raise ConfigError("model.temperature: expected more than 0 with model.do_sample=true (sampling at "
                           "temperature 0 is undefined; use do_sample=false for greedy decoding), got 0.0")
+    # lazy: importing transformers' Trainer stack takes seconds; configurations load where no model does
     from transformers import SchedulerType
 
     _check_choice(t.lr_scheduler, [s.value for s in SchedulerType], "training.lr_scheduler")

@@ -7,13 +7,16 @@ from the validated JSONL splits in ``RUN_DIR/data``.
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
+import pandas as pd
 from PIL import Image
 
+from . import miniwob_env, synth, synth_tasks
 from ..core.config import RunConfig
 from ..core.paths import RunPaths, SPLIT_FILES
-from . import miniwob_env, synth, synth_tasks
 from .miniwob_env import DEFAULT_TASKS, ORACLE_TASKS
 from .schema import UIRecord, read_records
 from .synth_tasks import FAMILIES, NEW_PLACES
@@ -127,8 +130,6 @@ def prepare_miniwob(paths: RunPaths, tasks: list[str], train_size: int, eval_siz
     When the folder already holds splits recorded with the same tasks, sizes and seed, they are
     reused instead of recorded again.
     """
-    import json
-    import math
 
     folder = paths.data
     spec = {"tasks": list(tasks), "train_size": train_size, "eval_size": eval_size, "seed": seed}
@@ -200,7 +201,6 @@ def few_shot_examples(paths: RunPaths, agent, n: int) -> list[tuple[str, str]]:
 
 def prediction_table(records: list[dict], predictions):
     """Instruction, raw output, decoded action (or the reason it failed) and target, one row each."""
-    import pandas as pd
 
     return pd.DataFrame([{
         "instruction": r["instruction"], "raw output": p.raw_text,

@@ -775,6 +775,7 @@ _ARROW_SCHEMA_VERSION = "2"
 
 
 def _features():
+    # lazy: datasets (pyarrow) takes seconds to import; only the Arrow view of records needs it
     import datasets
 
     return datasets.Features(
@@ -843,6 +844,7 @@ def load_dataset(
     Returns:
         The dataset.
     """
+    # lazy: datasets (pyarrow) takes seconds to import; only the Arrow view of records needs it
     import datasets
 
     records = read_records(jsonl_path, strict=strict, check_images=check_images, max_pixels=max_pixels)

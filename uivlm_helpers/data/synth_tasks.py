@@ -34,6 +34,7 @@ import random
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from . import synth
@@ -91,7 +92,6 @@ def _wash(image: Image.Image, dark: bool, rng: random.Random) -> None:
     from random weights has to discover where on the screen a patch is; the wash makes every patch's
     background colour say it, which is what lets a tiny model learn to point in minutes.
     """
-    import numpy as np
 
     width, height = image.size
     ys = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None]

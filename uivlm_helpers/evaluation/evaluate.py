@@ -13,6 +13,7 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
+import pandas as pd
 from tqdm.auto import tqdm
 
 from ..core.images import as_image
@@ -191,7 +192,6 @@ def check_pixel_budget(config, agent) -> None:
 
 def metrics_table(named_metrics: dict[str, dict]):
     """A pandas table comparing the headline metrics of several models (e.g. base vs fine-tuned)."""
-    import pandas as pd
 
     keys = ("n", "parse_rate", "type_accuracy", "click_accuracy", "text_exact_match", "mean_distance_px")
     table = pd.DataFrame({name: {k: m.get(k) for k in keys} for name, m in named_metrics.items()}).T

@@ -4,8 +4,9 @@ Everything that makes a family what it is - its adapter (prompt layout, label st
 vision modules, LoRA targets), its embedded tiny checkpoint (recipe, builder, chat template), its
 published full-size configurations and ``config.json`` reader, its memory and fast-path traits and its
 entries in the model picker - lives in ``uivlm_helpers/families/<family>.py`` as a
-:class:`.plugin.FamilyPlugin`. :mod:`.registry` lists the modules and names a model's family; :mod:`.tinybuild` trains the tiny
-checkpoints' tokenizers. Resolving a name to a folder is :mod:`uivlm_helpers.models.resolve`'s job.
+:class:`.plugin.FamilyPlugin`. :mod:`.registry` lists the modules and names a model's family;
+:mod:`.tinybuild` trains the tiny checkpoints' tokenizers. Resolving a name to a folder is the job of
+:mod:`uivlm_helpers.models.resolve`.
 
 ==============  ====================  ==================================  ==============================
 family          prompt                coordinate space                    vision tower + projector

@@ -9,6 +9,8 @@ from pathlib import Path
 import json
 import math
 
+import torch
+
 from .adapters import EncoderDecoderAdapter
 from .common import config_image_token_id, processor_side
 from .plugin import FamilyPlugin
@@ -52,7 +54,7 @@ TINY_FLORENCE2_RECIPE = {
 
 def build_tiny(out_dir: Path, recipe: dict) -> None:
     """Write the tiny Florence-2 checkpoint of ``recipe`` to ``out_dir``."""
-    import torch
+    # lazy: transformers' model classes take seconds to import; only building or reading a checkpoint needs them
     from transformers import (AddedToken, BartConfig, BartTokenizer, CLIPImageProcessor, Florence2Config,
                               Florence2ForConditionalGeneration, Florence2Processor)
 
@@ -158,6 +160,7 @@ def read_hf_config(config: dict, processor: dict) -> dict:
 
 def build_config(spec: dict):
     """The ``Florence2Config`` of a spec."""
+    # lazy: transformers' model classes take seconds to import; only building or reading a checkpoint needs them
     from transformers import Florence2Config
 
     text, vision = spec["text"], spec["vision"]

@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import torch
+
 from .adapters import CLIP_LINEAR, ChatTemplateAdapter, LLM_LINEAR
 from .common import SIGLIP_SO400M, config_image_token_id, decoder_text_spec, llama_like, vit_config, vit_spec
 from .plugin import FamilyPlugin
@@ -54,7 +56,7 @@ TINY_IDEFICS2_RECIPE = {
 
 def build_tiny(out_dir: Path, recipe: dict) -> None:
     """Write the tiny Idefics2 checkpoint of ``recipe`` to ``out_dir``."""
-    import torch
+    # lazy: transformers' model classes take seconds to import; only building or reading a checkpoint needs them
     from transformers import (Idefics2Config, Idefics2ForConditionalGeneration, Idefics2ImageProcessor,
                               Idefics2Processor)
 
@@ -152,6 +154,7 @@ def image_tokens(rule: dict, width: int, height: int) -> dict:
 
 def build_config(spec: dict):
     """The ``Idefics2Config`` of a spec."""
+    # lazy: transformers' model classes take seconds to import; only building or reading a checkpoint needs them
     from transformers import Idefics2Config
 
     text, vision = spec["text"], spec["vision"]

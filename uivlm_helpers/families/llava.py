@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from .adapters import CLIP_LINEAR, LLM_LINEAR, SquarePadAdapter
 from .common import (CLIP_L_336, config_image_token_id, decoder_text_spec, llama_like, processor_side, vit_config,
                      vit_spec)
@@ -55,7 +57,7 @@ TINY_LLAVA_RECIPE = {
 
 def build_tiny(out_dir: Path, recipe: dict) -> None:
     """Write the tiny LLaVA checkpoint of ``recipe`` to ``out_dir``."""
-    import torch
+    # lazy: transformers' model classes take seconds to import; only building or reading a checkpoint needs them
     from transformers import (CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration,
                               LlavaImageProcessor, LlavaProcessor)
 
@@ -153,6 +155,7 @@ def read_hf_config(config: dict, processor: dict) -> dict:
 
 def build_config(spec: dict):
     """The ``LlavaConfig`` of a spec."""
+    # lazy: transformers' model classes take seconds to import; only building or reading a checkpoint needs them
     from transformers import LlavaConfig
 
     text, vision = spec["text"], spec["vision"]

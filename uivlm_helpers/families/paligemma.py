@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from .adapters import CLIP_LINEAR, LLM_LINEAR, PrefixSuffixAdapter
 from .common import (SIGLIP_SO400M, config_image_token_id, decoder_text_spec, llama_like, processor_side, vit_config,
                      vit_spec)
@@ -38,7 +40,7 @@ TINY_PALIGEMMA_RECIPE = {
 
 def build_tiny(out_dir: Path, recipe: dict) -> None:
     """Write the tiny PaliGemma checkpoint of ``recipe`` to ``out_dir``."""
-    import torch
+    # lazy: transformers' model classes take seconds to import; only building or reading a checkpoint needs them
     from transformers import (AddedToken, GemmaTokenizer, PaliGemmaConfig, PaliGemmaForConditionalGeneration,
                               PaliGemmaProcessor, SiglipImageProcessor)
 
@@ -112,6 +114,7 @@ def read_hf_config(config: dict, processor: dict) -> dict:
 
 def build_config(spec: dict):
     """The ``PaliGemmaConfig`` of a spec."""
+    # lazy: transformers' model classes take seconds to import; only building or reading a checkpoint needs them
     from transformers import PaliGemmaConfig
 
     text, vision = spec["text"], spec["vision"]

@@ -45,6 +45,7 @@ TINY_QWEN2_5_VL_RECIPE = {
 
 def build_tiny(out_dir: Path, recipe: dict) -> None:
     """Write the tiny Qwen2.5-VL checkpoint of ``recipe`` to ``out_dir``."""
+    # lazy: transformers' model classes take seconds to import; only building or reading a checkpoint needs them
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
 
     vision = recipe["vision"]
@@ -99,6 +100,7 @@ def read_hf_config(config: dict, processor: dict) -> dict:
 
 def build_config(spec: dict):
     """The ``Qwen2_5_VLConfig`` of a spec."""
+    # lazy: transformers' model classes take seconds to import; only building or reading a checkpoint needs them
     from transformers import Qwen2_5_VLConfig
 
     text_config, tokens = qwen_config_parts(spec)

@@ -47,6 +47,7 @@ TINY_QWEN2_VL_RECIPE = {
 
 def build_tiny(out_dir: Path, recipe: dict) -> None:
     """Write the tiny Qwen2-VL checkpoint of ``recipe`` to ``out_dir``."""
+    # lazy: transformers' model classes take seconds to import; only building or reading a checkpoint needs them
     from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
 
     vision = recipe["vision"]
@@ -106,6 +107,7 @@ def read_hf_config(config: dict, processor: dict) -> dict:
 
 def build_config(spec: dict):
     """The ``Qwen2VLConfig`` of a spec."""
+    # lazy: transformers' model classes take seconds to import; only building or reading a checkpoint needs them
     from transformers import Qwen2VLConfig
 
     text_config, tokens = qwen_config_parts(spec)

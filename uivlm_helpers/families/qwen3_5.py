@@ -102,6 +102,7 @@ _TEXT_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "layer_ty
 
 def build_tiny(out_dir: Path, recipe: dict) -> None:
     """The tiny Qwen3.5: ``Qwen3_5Tokenizer`` over the workbook BPE (+ the think tokens), random weights."""
+    # lazy: transformers' model classes take seconds to import; only building or reading a checkpoint needs them
     from transformers import AddedToken, Qwen3_5Config, Qwen3_5ForConditionalGeneration, Qwen3_5Tokenizer
 
     tokenizer = build_tiny_tokenizer(QWEN3_SPECIAL_TOKENS, recipe["bpe_vocab_size"], tokenizer_class=Qwen3_5Tokenizer)
@@ -192,6 +193,7 @@ def read_hf_config(config: dict, processor: dict) -> dict:
 
 def build_config(spec: dict):
     """The ``Qwen3_5Config`` a spec describes."""
+    # lazy: transformers' model classes take seconds to import; only building or reading a checkpoint needs them
     from transformers import Qwen3_5Config
 
     text, ids = spec["text"], spec["token_ids"]

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 QWEN3_SPECIAL_TOKENS = [
     "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
     "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>",
@@ -51,7 +53,7 @@ def build_qwen3_checkpoint(out_dir: Path, recipe: dict, *, config_class, model_c
     ``tokenizer`` holds :data:`QWEN3_SPECIAL_TOKENS`; ``text_config`` has the family's language-model
     dimensions (vocabulary size and token ids are filled in here); the tower is ``recipe["vision"]``.
     """
-    import torch
+    # lazy: transformers' model classes take seconds to import; only building or reading a checkpoint needs them
     from transformers import Qwen2VLImageProcessor, Qwen3VLProcessor, Qwen3VLVideoProcessor
 
     tokenizer.chat_template = template

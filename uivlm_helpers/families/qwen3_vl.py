@@ -71,6 +71,7 @@ TINY_QWEN3_VL_RECIPE = {
 
 def build_tiny(out_dir: Path, recipe: dict) -> None:
     """The tiny Qwen3-VL: ``Qwen2Tokenizer`` over the workbook BPE, the recipe's dimensions, random weights."""
+    # lazy: transformers' model classes take seconds to import; only building or reading a checkpoint needs them
     from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
     tokenizer = build_tiny_tokenizer(QWEN3_SPECIAL_TOKENS, recipe["bpe_vocab_size"])
@@ -153,6 +154,7 @@ def read_hf_config(config: dict, processor: dict) -> dict:
 
 def build_config(spec: dict):
     """The ``Qwen3VLConfig`` a spec describes."""
+    # lazy: transformers' model classes take seconds to import; only building or reading a checkpoint needs them
     from transformers import Qwen3VLConfig
 
     text, ids = spec["text"], spec["token_ids"]

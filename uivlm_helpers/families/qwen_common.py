@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from .common import decoder_text_spec, lm_shapes
 from .tinybuild import build_tiny_tokenizer
 
@@ -38,7 +40,7 @@ QWEN2_VL_CHAT_TEMPLATE = (
 def build_qwen(out_dir: Path, recipe: dict, config_class, model_class, processor_class, vision_config: dict,
                image_processor_args: dict) -> None:
     """Write a Qwen-family checkpoint: tokenizer, config, random weights (seeded) and processor."""
-    import torch
+    # lazy: transformers' model classes take seconds to import; only building or reading a checkpoint needs them
     from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
     tokenizer = build_tiny_tokenizer(QWEN_SPECIAL_TOKENS, recipe["bpe_vocab_size"])

@@ -2,12 +2,15 @@
 
 Every family's tiny checkpoint (``uivlm_helpers.families.<family>.build_tiny``) trains its tokenizer here
 on the same corpus: the words the workbook's prompts, synthetic screens and action formats use. The
-corpus is part of every recipe's hash (:func:`uivlm_helpers.models.tiny.recipe_hash`), so changing it rebuilds the checkpoints.
+corpus is part of every recipe's hash (:func:`uivlm_helpers.models.tiny.recipe_hash`), so changing it
+rebuilds the checkpoints.
 """
 
 from __future__ import annotations
 
 import json
+
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 from ..core.config import DEFAULT_TASK_PROMPT
 from ..core.prompts import COORDINATE_HINTS, FORMAT_HINTS
@@ -59,7 +62,7 @@ def build_tiny_tokenizer(special_tokens: list[str], vocab_size: int, tokenizer_c
     ``Qwen3_5Tokenizer``). The first special token is added as an ordinary special token (Qwen's
     ``<|endoftext|>``), the others as additional special tokens.
     """
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    # lazy: transformers' model classes take seconds to import; only building or reading a checkpoint needs them
     from transformers import Qwen2Tokenizer
 
     bpe = Tokenizer(models.BPE())
@@ -84,7 +87,6 @@ PRINTABLE_ASCII = [chr(i) for i in range(33, 127)]
 def train_metaspace_bpe(special_tokens: list[str], vocab_size: int, prepend_scheme: str):
     """Vocabulary and merges of a SentencePiece-like BPE ("▁" marks a space, byte fallback for the rest),
     trained on the workbook corpus. ``special_tokens`` get the first ids, then the 256 byte tokens."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
     bpe = Tokenizer(models.BPE(byte_fallback=True))
     bpe.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme=prepend_scheme, split=True)
@@ -105,6 +107,7 @@ def build_llama_tokenizer(vocab_size: int, extra_special: dict[str, str] | None 
             the vocabulary as special tokens and exposed as attributes (``tokenizer.image_token``).
         named: other tokenizer arguments (``pad_token``...).
     """
+    # lazy: transformers' model classes take seconds to import; only building or reading a checkpoint needs them
     from transformers import AddedToken, LlamaTokenizer
 
     vocab, merges = train_metaspace_bpe(["<unk>", "<s>", "</s>"], vocab_size, "first")

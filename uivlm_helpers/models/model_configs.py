@@ -27,7 +27,13 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 from pathlib import Path
+
+from torch import nn
+from transformers import AutoConfig
+import torch
+import transformers
 from ..families.common import linear_attention_shapes, lm_shapes
 from ..families.registry import FAMILIES, get_family, published_specs
 from .resolve import local_folder
@@ -162,8 +168,6 @@ def count_parameters_meta(model_name: str) -> dict:
 
 def _count_on_meta(config, model_class) -> dict:
     """:func:`count_parameters_meta`'s counts for a transformers config object and model class."""
-    import torch
-    from torch import nn
 
     with torch.device("meta"):
         model = model_class(config)
@@ -195,10 +199,6 @@ def vision_lora_parameter_count(spec: dict, r: int) -> int:
     r x (in + out) for each linear layer the family's adapter targets there (its
     ``vision_lora_target_modules``, matched by the regex the wrapper gives peft), counted on a ``meta``
     build of the spec's model."""
-    import re
-
-    import torch
-    from torch import nn
 
     adapter = get_family(spec["family"]).adapter
     pattern = re.compile(adapter.lora_target_regex(vision=True))
@@ -229,7 +229,6 @@ def model_class_for(model_name: str):
 
 def _model_class(family: str):
     """The transformers model class of a family."""
-    import transformers
 
     return getattr(transformers, get_family(family).model_class)
 
@@ -279,7 +278,6 @@ def _complete_config(config: dict, name: str) -> dict:
     Files written by transformers 4 leave out what equals the default (llava-1.5-7b-hf's ``text_config``
     has no ``hidden_size``: Llama's 4096 is meant).
     """
-    from transformers import AutoConfig
 
     settings = {k: v for k, v in config.items() if k != "model_type"}
     try:

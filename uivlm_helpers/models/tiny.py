@@ -21,6 +21,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import transformers
+
 from ..families.florence2 import TINY_FLORENCE2_RECIPE
 from ..families.idefics2 import IDEFICS2_CHAT_TEMPLATE, TINY_IDEFICS2_RECIPE
 from ..families.llava import LLAVA_CHAT_TEMPLATE, TINY_LLAVA_RECIPE
@@ -45,7 +47,6 @@ def cache_root() -> Path:
 def recipe_hash(recipe: dict) -> str:
     """The 12-hex-digit hash that names a recipe's built folder (recipe, tokenizer corpus, transformers
     major version)."""
-    import transformers
 
     payload = json.dumps({"recipe": recipe, "corpus": TOKENIZER_CORPUS,
                           "transformers_major": transformers.__version__.split(".")[0]},

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+from transformers import AutoModelForImageTextToText, AutoProcessor, BitsAndBytesConfig, LogitsProcessorList
 
 from ..core.actions import (Action, ActionDecoder, ParseFailure, decode_to_pixels, encode_action, get_space,
                             render_action)
@@ -66,13 +68,13 @@ def quantization_config(load_in_8bit: bool = False, load_in_4bit: bool = False, 
     (a torch dtype; ``"auto"``: bfloat16 on a GPU, float32 on the CPU). ``skip_modules`` (the vision
     tower and projector) and the output head stay unquantized.
     """
-    from transformers import BitsAndBytesConfig
 
     if load_in_8bit and load_in_4bit:
         raise ValueError("load_in_8bit and load_in_4bit: choose at most one")
     if not (load_in_8bit or load_in_4bit):
         return None
     try:
+        # lazy: bitsandbytes is only needed (and only checked for) when a quantized base is asked for
         import bitsandbytes  # noqa: F401
     except ImportError as err:
         raise ImportError("load_in_8bit/load_in_4bit need the bitsandbytes package (pip install bitsandbytes)") from err
@@ -203,7 +205,6 @@ class VLMWrapper:
         self.processor = self._load_processor(model_path, min_pixels, max_pixels)
         self.model = self._load_model(base_path, load_in_8bit, load_in_4bit)
         if agent and agent.get("adapter"):
-            from peft import PeftModel
             with _peft_wrapping():
                 self.model = PeftModel.from_pretrained(self.model, model_name)
         if use_lora:
@@ -233,8 +234,6 @@ class VLMWrapper:
 
     # -- loading -------------------------------------------------------------------------------
     def _load_processor(self, path: str, min_pixels, max_pixels):
-        from transformers import AutoProcessor
-
         try:
             processor = AutoProcessor.from_pretrained(path, trust_remote_code=self.trust_remote_code)
         except OSError as err:
@@ -247,8 +246,6 @@ class VLMWrapper:
         return self.adapter.pixel_budget(self.processor)
 
     def _load_model(self, path: str, load_in_8bit: bool, load_in_4bit: bool):
-        from transformers import AutoModelForImageTextToText
-
         if self.torch_dtype not in ("auto", *_DTYPES):
             raise ValueError(f"torch_dtype: expected one of {['auto', *_DTYPES]}, got {self.torch_dtype!r}")
         dtype = "auto" if self.torch_dtype == "auto" else _DTYPES[self.torch_dtype]
@@ -277,7 +274,6 @@ class VLMWrapper:
         name the language model's layers; ``vision`` adds the family's vision-tower and projector
         layers (:attr:`uivlm_helpers.families.ChatTemplateAdapter.vision_lora_target_modules`).
         """
-        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
         settings = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "bias": "none", "target_modules": None,
                     "trainable_tokens": None}
@@ -416,7 +412,6 @@ class VLMWrapper:
 
     def action_logits_processor(self, images):
         """A ``LogitsProcessorList`` that keeps one generation over ``images`` on the action grammar."""
-        from transformers import LogitsProcessorList
 
         eos = self.model.generation_config.eos_token_id
         ends = [eos] if isinstance(eos, int) else list(eos or [])
@@ -463,8 +458,6 @@ class VLMWrapper:
     # -- saving -------------------------------------------------------------------------------
     @property
     def has_adapter(self) -> bool:
-        from peft import PeftModel
-
         return isinstance(self.model, PeftModel)
 
     def agent_settings(self) -> dict:

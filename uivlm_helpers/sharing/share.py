@@ -16,7 +16,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
+
+import yaml
+from huggingface_hub import HfApi, get_token
 
 from ..core.config import RunConfig, without_run_only_settings
 from ..evaluation.evaluate import predict_records, read_predictions
@@ -36,8 +41,6 @@ def merge_and_save(wrapper: VLMWrapper, folder: str | Path) -> Path:
         raise ValueError("nothing to merge: the agent has no LoRA adapter (a full fine-tune is saved as it is; "
                          "use save_agent(..., merge=False))")
     if getattr(wrapper.model, "is_quantized", False):
-        import tempfile
-
         with tempfile.TemporaryDirectory() as adapter_dir:
             wrapper.save_pretrained(adapter_dir)
             dtype = "float32" if wrapper.torch_dtype == "auto" else wrapper.torch_dtype
@@ -131,7 +134,6 @@ def save_agent(wrapper: VLMWrapper, folder: str | Path, merge: bool = True,
 
 def attach_figure(figure: str | Path, folder: str | Path) -> str:
     """Copy a figure into the shared folder; returns its name for the model card's link."""
-    import shutil
 
     figure = Path(figure)
     shutil.copy(figure, Path(folder) / figure.name)
@@ -218,8 +220,6 @@ def model_card(config: RunConfig, metrics: dict[str, dict], training: dict | Non
 
 
 def _yaml(mapping: dict) -> str:
-    import yaml
-
     return yaml.safe_dump(mapping, sort_keys=False).strip()
 
 
@@ -233,10 +233,6 @@ def upload_plan(folder: str | Path) -> list[dict]:
 
 
 def _find_token() -> str | None:
-    import os
-
-    from huggingface_hub import get_token
-
     return os.environ.get("HF_TOKEN") or get_token()
 
 
@@ -258,7 +254,6 @@ def push_to_hub(folder: str | Path, repo_id: str | None, private: bool = True, p
     if token is None:
         summary["reason"] = "dry run: no Hub token (set HF_TOKEN or run `hf auth login`)"
         return summary
-    from huggingface_hub import HfApi
 
     api = HfApi(token=token)
     try:

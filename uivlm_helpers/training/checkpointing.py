@@ -15,6 +15,7 @@ Checkpointing changes what is stored, never what is computed: losses and gradien
 from __future__ import annotations
 
 from transformers import TrainerCallback
+from transformers.modeling_layers import GradientCheckpointingLayer
 
 from . import memory
 
@@ -25,7 +26,6 @@ def language_model_layers(wrapper) -> list[tuple[str, object]]:
     Vision-tower and projector blocks are left out: the tower is frozen (or its features are cached),
     so it is not where the step's recomputation goes. Encoder-decoder models list encoder then decoder.
     """
-    from transformers.modeling_layers import GradientCheckpointingLayer
 
     prefixes = tuple(wrapper.adapter.vision_module_prefixes)
     return [(name, module) for name, module in wrapper.model.named_modules()

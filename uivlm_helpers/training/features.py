@@ -42,14 +42,25 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import importlib.util
 import inspect
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import torch
+import transformers
+from peft import PeftModel
+from PIL import Image
+from safetensors import safe_open
+from safetensors.torch import save
+from tqdm.auto import tqdm
+from transformers import BatchFeature
+from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from ..core.images import as_image
 from ..families.registry import FAMILIES, get_family
@@ -103,7 +114,6 @@ def _switch(value) -> str:
 
 def _hf_model(model):
     """The transformers model under a peft wrapper (the module whose forward takes ``labels``)."""
-    from peft import PeftModel
 
     return model.get_base_model() if isinstance(model, PeftModel) else model
 
@@ -232,11 +242,11 @@ def decide_cache(setting, wrapper: VLMWrapper, augments_images: bool = False) ->
 
 def _liger_model_types() -> set[str] | None:
     """Model types liger-kernel can patch, or None when it is not installed."""
-    import importlib.util
 
     if importlib.util.find_spec("liger_kernel") is None:
         return None
     try:
+        # lazy: liger-kernel is the optional 'fast' extra (CUDA only)
         from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN
     except Exception:  # noqa: BLE001 - an installed but broken liger (no triton...) is "not usable"
         return None
@@ -275,6 +285,7 @@ def apply_fused_ce(wrapper: VLMWrapper) -> None:
 
     liger patches the model class's ``forward`` (all instances of that class in this process).
     """
+    # lazy: liger-kernel is the optional 'fast' extra (CUDA only)
     from liger_kernel.transformers import _apply_liger_kernel_to_instance
 
     _apply_liger_kernel_to_instance(model=_hf_model(wrapper.model), fused_linear_cross_entropy=True,
@@ -371,7 +382,6 @@ def _vision_device_dtype(wrapper: VLMWrapper):
 
 def feature_key(wrapper: VLMWrapper, mixed_precision: str = "no") -> dict:
     """Everything that changes the vision tower's output for a given image."""
-    import transformers
 
     hf = _hf_model(wrapper.model)
     config = _clean(hf.config.to_dict())
@@ -552,7 +562,6 @@ class FeatureCache:
 
         Returns what was removed: ``{"temporary", "orphan_shards", "bad_shards", "dropped_entries"}``.
         """
-        from safetensors import safe_open
 
         report = {"temporary": [], "orphan_shards": [], "bad_shards": [], "dropped_entries": 0}
         shards = self.manifest["shards"]
@@ -611,7 +620,6 @@ class FeatureCache:
         """Write the queued entries as one shard (temporary file, fsync, rename), then the manifest."""
         if not self._pending:
             return
-        from safetensors.torch import save
 
         index = 1 + max([int(n.split("-")[1].split(".")[0]) for n in self.manifest["shards"]] or [-1])
         name = f"shard-{index:05d}.safetensors"
@@ -641,8 +649,6 @@ class FeatureCache:
 
     # reading --------------------------------------------------------------------------------------
     def _handle(self, shard: str):
-        from safetensors import safe_open
-
         if shard not in self._handles:
             self._handles[shard] = safe_open(str(self.folder / shard), "pt")
         return self._handles[shard]
@@ -760,6 +766,7 @@ class _locked:
     def __enter__(self):
         self.handle = open(self.path, "a")
         try:
+            # lazy: fcntl exists on POSIX only; the cache lock is taken only while building the cache
             import fcntl
 
             fcntl.flock(self.handle, fcntl.LOCK_EX)
@@ -773,10 +780,6 @@ class _locked:
 
 def _build_cache(wrapper, records, root: Path, key: dict, *, mixed_precision, batch_size, shard_mb, progress,
                  keep_stale, verify) -> FeatureCache:
-    import shutil
-
-    from tqdm.auto import tqdm
-
     folder = root / key_hash(key)
     stale = [p for p in root.iterdir() if p.is_dir() and p != folder and (p / KEY_FILE).is_file()] \
         if root.is_dir() else []
@@ -851,8 +854,6 @@ class _LayoutOnlyImageProcessor:
         return images
 
     def __call__(self, images=None, *args, **kwargs):
-        from transformers import BatchFeature
-
         return BatchFeature({"image_grid_thw": torch.tensor(self._grids, dtype=torch.long)})
 
 
@@ -904,7 +905,6 @@ class CachedFeaturesCollator:
 
     def _text_only_batch(self, records: list[dict]) -> dict | None:
         """The batch from cached layouts and features, or None when a screenshot is not a cached file."""
-        from PIL import Image
 
         if not all(isinstance(r["image"], (str, os.PathLike)) for r in records):
             return None
@@ -958,7 +958,6 @@ def _encoder_outputs(module, kwargs, features):
     (``mm_encoder_outputs``): the merger's rows replace the image tokens' embeddings and each level is
     added after its language-model layer, as in the plain forward. ``input_ids`` stay (they mark the image
     tokens)."""
-    from transformers.modeling_outputs import BaseModelOutputWithPooling
 
     levels = module._uivlm_deepstack_levels
     hidden = module.get_input_embeddings().weight.shape[-1]
@@ -1262,7 +1261,6 @@ def fast_path_report(wrapper: VLMWrapper, records, run_dir, cache_dir=None, step
         run_dir: the run folder (or its :class:`~uivlm_helpers.core.paths.RunPaths`).
         cache_dir: ``training.feature_cache_dir`` when the run set one.
     """
-    import pandas as pd
 
     info = describe_cache(cache_dir or run_dir)
     if not info["images"]:

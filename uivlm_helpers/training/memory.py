@@ -36,7 +36,16 @@ matches ``torch.cuda.max_memory_allocated`` of every plain measured recipe withi
 from __future__ import annotations
 
 import copy
+import html
+import importlib.util
 import math
+from pathlib import Path
+
+import ipywidgets as w
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+from IPython.display import display
 
 from ..core.config import RunConfig
 from ..families.registry import FAMILIES
@@ -260,7 +269,6 @@ def _fast_path_switches(config: RunConfig, spec: dict, gpu: bool) -> tuple[bool,
     rates. ``true`` is estimated as asked. The fused loss needs a GPU, liger-kernel installed and a family
     it patches.
     """
-    import importlib.util
 
     t = config.training
     cache_setting = str(getattr(t, "cache_vision_features", "false")).lower()
@@ -584,7 +592,6 @@ def _reestimate(estimate: dict, **changes) -> dict:
 # -- presentation -------------------------------------------------------------------------------------
 def estimate_table(estimate: dict):
     """The estimate as a table: one row per component (GiB, share of the total, what it is), then the total."""
-    import pandas as pd
 
     total = estimate["total_gib"]
     rows = [{"component": name, "GiB": round(gib, 3), "share %": round(100 * gib / total, 1) if total else 0.0,
@@ -601,7 +608,6 @@ def estimate_table(estimate: dict):
 
 def estimate_figure(estimate: dict, path=None, gpu_gib: float | None = None):
     """A single stacked bar of the components (GiB); saved to ``path`` when given. Returns the figure."""
-    import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(4.2, 4.2))
     bottom = 0.0
@@ -620,8 +626,6 @@ def estimate_figure(estimate: dict, path=None, gpu_gib: float | None = None):
     ax.legend(loc="upper right", fontsize=8, frameon=False)
     fig.tight_layout()
     if path is not None:
-        from pathlib import Path
-
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=120)
     return fig
@@ -687,8 +691,6 @@ def suggest_changes(estimate: dict, gpu_gib: float) -> tuple[str, dict, dict] | 
 
 def _detect_device_gib() -> tuple[float | None, str]:
     try:
-        import torch
-
         if torch.cuda.is_available():
             props = torch.cuda.get_device_properties(0)
             return props.total_memory / GIB, props.name
@@ -755,8 +757,6 @@ class EstimateView:
     """
 
     def __init__(self, config: RunConfig, gpu_gib: float | None = None):
-        import ipywidgets as w
-
         self.gpu_gib = gpu_gib
         self.estimate: dict | None = None
         self.text = ""
@@ -767,7 +767,6 @@ class EstimateView:
 
     def update(self, config: RunConfig) -> None:
         """Recompute for ``config`` (e.g. after the model picker changed); errors are shown, not raised."""
-        import html
 
         try:
             self.estimate = estimate_training_memory(config)
@@ -784,8 +783,6 @@ class EstimateView:
         self.message.value = html.escape(message)
 
     def _ipython_display_(self):
-        from IPython.display import display
-
         display(self.box)
 
 

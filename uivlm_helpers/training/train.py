@@ -17,8 +17,14 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import matplotlib.pyplot as plt
+import pandas as pd
 import torch
+from accelerate import PartialState, notebook_launcher
+from IPython.display import display
+from torch.utils.tensorboard import SummaryWriter
 from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.integrations import TensorBoardCallback
 
 from ..core.config import RunConfig, load_config
 from ..core.paths import RunPaths
@@ -171,7 +177,6 @@ def last_complete_checkpoint(checkpoints_dir: str | Path, verify: bool = True) -
 
 def loss_curve_figure(steps, losses, title: str = "training loss"):
     """A matplotlib figure of loss against step."""
-    import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.2))
     ax.plot(steps, losses, marker=".", color="tab:blue")
@@ -223,14 +228,11 @@ class LossHistory(TrainerCallback):
             self._redraw()
 
     def _redraw(self):
-        from IPython.display import display
-
         fig = loss_curve_figure(self.steps, self.losses)
         if self._display is None:
             self._display = display(fig, display_id=True)
         else:
             self._display.update(fig)
-        import matplotlib.pyplot as plt
 
         plt.close(fig)
 
@@ -240,7 +242,6 @@ def label_table(wrapper: VLMWrapper, record: dict):
 
     The quickest way for a person to see that only the answer is trained on.
     """
-    import pandas as pd
 
     batch = UICollator(wrapper)([record])
     tokens = wrapper.processor.tokenizer.convert_ids_to_tokens(batch["input_ids"][0].tolist())
@@ -378,8 +379,6 @@ def load_checkpoint_weights(model, checkpoint: str | Path) -> None:
 def build_trainer(config: RunConfig, wrapper: VLMWrapper, train_records, run_dir: str | Path,
                   live_plot: bool = False) -> tuple[Trainer, LossHistory]:
     """A Trainer over the wrapper's model with the run folder's checkpoints and logs."""
-    from torch.utils.tensorboard import SummaryWriter
-    from transformers.integrations import TensorBoardCallback
 
     run_dir = Path(run_dir)
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)
@@ -477,7 +476,6 @@ def train_run(run_dir: str | Path, resume: bool = False) -> dict:
     records = run_data.load_split(paths, "train")   # bad or empty data is reported before the model loads
     wrapper = VLMWrapper.from_config(config)
     summary = train(config, wrapper, records, paths.root, resume=resume)
-    from accelerate import PartialState
 
     if PartialState().is_main_process:  # one writer when several processes train together
         wrapper.save_pretrained(paths.adapter)
@@ -487,7 +485,6 @@ def train_run(run_dir: str | Path, resume: bool = False) -> dict:
 
 def launch(run_dir: str | Path, num_processes: int = 2, resume: bool = False) -> None:
     """Train on several processes from a notebook (``accelerate.notebook_launcher``; DDP)."""
-    from accelerate import notebook_launcher
 
     notebook_launcher(train_run, (str(run_dir), resume), num_processes=num_processes)
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import platform
 from importlib import metadata
 
+import torch
+
 PACKAGES = ("torch", "torchvision", "transformers", "peft", "accelerate", "datasets", "bitsandbytes",
             "papermill", "ipywidgets")
 
 
 def environment_report() -> dict:
     """Versions of the libraries the workbook uses, and what compute is available."""
-    import torch
 
     report = {"python": platform.python_version(), "platform": platform.platform()}
     for name in PACKAGES:

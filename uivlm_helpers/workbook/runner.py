@@ -19,6 +19,7 @@ import time
 import types
 from pathlib import Path
 
+import papermill
 import yaml
 
 from ..core.config import ConfigError, RunConfig, load_config, without_run_only_settings
@@ -74,7 +75,6 @@ _IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
 
 def declared_parameters(notebook: str) -> dict:
     """The parameters a notebook's ``parameters`` cell declares, with their defaults."""
-    import papermill
 
     info = papermill.inspect_notebook(str(NOTEBOOKS_DIR / f"{notebook}.ipynb"))
     return {name: spec["default"] for name, spec in info.items()}
@@ -183,7 +183,6 @@ def run_workbook(run_dir: str | Path = DEFAULT_RUN_DIR, parameters: dict | None 
     Every parameter must be declared by at least one of the notebooks; each notebook receives the
     ones it declares. Returns the wall time per notebook.
     """
-    import papermill
 
     parameters = dict(parameters or {})
     run_dir = Path(run_dir).resolve()
@@ -207,8 +206,6 @@ def run_workbook(run_dir: str | Path = DEFAULT_RUN_DIR, parameters: dict | None 
 
 
 def main(argv=None) -> int:
-    import papermill
-
     parser = argparse.ArgumentParser(description="Run the uivlm workbook (01 → 05) with papermill.")
     parser.add_argument("--run-dir", default=str(DEFAULT_RUN_DIR), help="run folder (default runs/default)")
     parser.add_argument("-f", "--parameters-file", help="YAML file of notebook parameters")

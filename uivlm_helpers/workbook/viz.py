@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 from PIL import Image, ImageDraw
 
 TARGET_COLOUR = (0, 170, 0)
@@ -21,8 +22,6 @@ def save_figure(fig, path: str | Path, close: bool = False) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     if close:
-        import matplotlib.pyplot as plt
-
         plt.close(fig)
     return path
 
@@ -58,7 +57,6 @@ def overlay_for_row(row: dict) -> Image.Image:
 
 def gallery(rows: list[dict], path: str | Path | None = None, columns: int = 3, title: str | None = None):
     """A grid of overlays with each instruction and answer as its caption; saved when ``path`` is given."""
-    import matplotlib.pyplot as plt
 
     rows = list(rows)
     columns = max(1, min(columns, len(rows)))
@@ -85,7 +83,6 @@ def candidate_bars(named_metrics: dict[str, dict], path=None, title=None):
 
     Returns None (and writes nothing) when no model's metrics have ``by_candidates``.
     """
-    import matplotlib.pyplot as plt
 
     counts = sorted({c for m in named_metrics.values() for c in m.get("by_candidates", {})}, key=int)
     if not counts:
@@ -113,7 +110,6 @@ def candidate_bars(named_metrics: dict[str, dict], path=None, title=None):
 
 def metric_bars(breakdown: dict[str, dict], metric: str = "click_accuracy", path=None, title=None):
     """Bar chart of one metric per group (e.g. ``metrics['by_element_type']``)."""
-    import matplotlib.pyplot as plt
 
     names = list(breakdown)
     values = [breakdown[n].get(metric) or 0.0 for n in names]

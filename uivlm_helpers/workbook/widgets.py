@@ -8,11 +8,18 @@ widget, so an interactive choice and a papermill parameter reach the run the sam
 from __future__ import annotations
 
 import html
+import importlib.util
+import io
 import os
+import socket
 import threading
 from pathlib import Path
+from urllib.parse import urlparse
 
 import ipywidgets as w
+import torch
+from huggingface_hub import try_to_load_from_cache
+from IPython.display import display
 
 from ..core.actions import ACTION_FORMATS
 from ..core.config import RunConfig
@@ -36,16 +43,12 @@ def model_options() -> list[tuple[str, str]]:
 # -- is a choice usable on this machine? -----------------------------------------------------------------
 def _cuda_available() -> bool:
     try:
-        import torch
-
         return bool(torch.cuda.is_available())
     except Exception:  # no usable torch/CUDA: treat as no GPU
         return False
 
 
 def _bitsandbytes_installed() -> bool:
-    import importlib.util
-
     return importlib.util.find_spec("bitsandbytes") is not None
 
 
@@ -58,8 +61,6 @@ def _hub_offline() -> bool:
 def _hub_cached(model_name: str) -> bool:
     """Whether the Hugging Face cache already holds the model's ``config.json`` (so it may load offline)."""
     try:
-        from huggingface_hub import try_to_load_from_cache
-
         return isinstance(try_to_load_from_cache(model_name, "config.json"), str)
     except Exception:  # a name that is not a valid repo id, or no huggingface_hub
         return False
@@ -73,7 +74,6 @@ def _hub_reachable(timeout: float = 2.0) -> bool:
 
     Runs in a thread so a hanging DNS lookup cannot block the widget callback longer than ``timeout``.
     """
-    from urllib.parse import urlparse
 
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
     if endpoint not in _HUB_REACHABLE:
@@ -82,8 +82,6 @@ def _hub_reachable(timeout: float = 2.0) -> bool:
         result = []
 
         def probe():
-            import socket
-
             try:
                 socket.create_connection((host, port), timeout=timeout).close()
                 result.append(True)
@@ -221,8 +219,6 @@ class SetupWidgets:
         return handler
 
     def _ipython_display_(self):
-        from IPython.display import display
-
         display(self.box)
 
 
@@ -274,9 +270,6 @@ class PredictionBrowser:
         return [r for r in self.rows if r["target"]["type"] == choice.removeprefix("type: ")]
 
     def show(self, index: int) -> None:
-        import html
-        import io
-
         rows = self.selected
         if not rows:
             self.index, self.image.value = 0, b""
@@ -302,6 +295,4 @@ class PredictionBrowser:
         self.show(self.index - 1)
 
     def _ipython_display_(self):
-        from IPython.display import display
-
         display(self.box)
