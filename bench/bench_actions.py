@@ -1,14 +1,14 @@
 """Action decoding speed, and what constrained decoding costs in generation.
 
-    .venv/bin/python bench/bench_actions.py                 # everything (2-3 minutes on a 2-core CPU)
-    .venv/bin/python bench/bench_actions.py --reps 1 --skip-large-vocab
+    .venv/bin/python -m bench.bench_actions                 # everything (2-3 minutes on a 2-core CPU)
+    .venv/bin/python -m bench.bench_actions --reps 1 --skip-large-vocab
 
 Three parts, printed as tables and saved to ``bench/results/bench_actions.json`` with the machine
 (platform, CPU count, torch/transformers versions):
 
 1. **Decode throughput**: ``ActionDecoder.decode`` (tolerant parsing) over a corpus of realistic raw
-   model outputs: the messy-output table of ``tests/test_actions.py`` plus canonical actions wrapped
-   the ways models wrap them (prose, code fences, chat-template leftovers, trailing tokens, a second
+   model outputs: hand-written messy outputs (``MESSY_OUTPUTS``: keyword arguments, boxes, Qwen box
+   tokens, chat-template leftovers, malformed actions) plus canonical actions wrapped the ways models wrap them (prose, code fences, chat-template leftovers, trailing tokens, a second
    action). Actions per second, per format, and the share that parsed.
 2. **Generation overhead** on the embedded tiny Qwen2-VL (untrained, so unconstrained answers are
    junk): greedy generation, batch 1 and 8, constrained vs unconstrained, per format: wall time per
@@ -27,27 +27,22 @@ Three parts, printed as tables and saved to ``bench/results/bench_actions.json``
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
 import random
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+import transformers
 
-import torch  # noqa: E402
-import transformers  # noqa: E402
+from uivlm_helpers.models import constrained as cd
+from uivlm_helpers.core.actions import (ACTION_FORMATS, Action, ActionDecoder, ParseFailure, parse_action,
+                                        render_action)
 
-from uivlm_helpers.models import constrained as cd  # noqa: E402
-from uivlm_helpers.core.actions import (ACTION_FORMATS, Action, ActionDecoder, ParseFailure, parse_action,  # noqa: E402
-                                   render_action)
-
-ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_actions.json"
 
 
@@ -72,22 +67,29 @@ WRAPPERS = [
 ]
 
 
-def messy_table() -> list[tuple[str, str]]:
-    """(format, output) pairs of the messy-output table in tests/test_actions.py (spaces left out)."""
-    spec = importlib.util.spec_from_file_location("_test_actions", ROOT / "tests" / "test_actions.py")
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except Exception as error:  # the corpus below is enough on its own
-        print(f"(tests/test_actions.py not loaded: {error!r}; using the generated corpus only)")
-        return []
-    return [(fmt, output) for fmt, space, output, _ in module.MESSY if space is None]
+# Raw outputs that rendering + wrapping does not produce: other argument spellings, boxes instead of
+# points, Qwen's box tokens, chat-template leftovers, and malformed actions (so the failure path is timed).
+MESSY_OUTPUTS = {
+    "text": ["click(x=100, y=200)", "click(y=200, x=100)", "CLICK(  10 ,   20 )", "click(100 200)",
+             "click((10,20),(30,40))", "click([10, 20, 30, 41])",
+             "<|object_ref_start|>Save button<|object_ref_end|><|box_start|>(100,200),(300,400)<|box_end|><|im_end|>",
+             "assistant\nclick(5, 6)</s>", "drag(x1=1, y1=2, x2=3, y2=4)", 'Type(text="héllo 😀")',
+             "scroll(direction=up, amount=3)", "tap(10, 20)", "click(100)", "click(10, 20", "type(hello)",
+             "scroll(sideways, 5)", "done(now)"],
+    "json": ['{"type": "Click", "x": 1.5, "y": 2, "reason": "the Save button"}',
+             '{"action": {"type": "scroll", "direction": "DOWN", "amount": 3}}', "click(1, 2)",
+             '{"type": "click", "x": 1', "{'type': 'click', 'x': 1, 'y': 2}", '{"type": "tap", "x": 1, "y": 2}',
+             '{"type": "click", "x": "100", "y": 200}'],
+    "coordinates": ["100, 200 Click", "Step 2: 100 200 click", "10 20 30 40 click", 'type "wait 5"',
+                    "press Enter.", "scroll Down 100", "click(100, 200)", "100 200 tap", "1 2 3 click",
+                    "type the name"],
+}
 
 
 def decode_corpus() -> dict[str, list[str]]:
     corpus = {fmt: [] for fmt in ACTION_FORMATS}
-    for fmt, output in messy_table():
-        corpus[fmt].append(output)
+    for fmt, outputs in MESSY_OUTPUTS.items():
+        corpus[fmt] += outputs
     for fmt in ACTION_FORMATS:
         for action in SAMPLE_ACTIONS:
             for wrapper in WRAPPERS:

@@ -17,8 +17,8 @@ Modes: ``lora_qv`` (the seed guide's q,v targets), ``lora_all`` (q,k,v,o,gate,up
 scattered into ``inputs_embeds`` with M-RoPE ``position_ids`` from ``get_rope_index``, against the
 ordinary forward (LoRA all + checkpointing).
 
-GPU: ``python3 bench/bench_anchor.py --device cuda [--liger] [--cache]``
-CPU rehearsal of the same code path: ``.venv/bin/python bench/bench_anchor.py --shrink 1 --res 448x252``
+GPU: ``python3 -m bench.bench_anchor --device cuda [--liger] [--cache]``
+CPU rehearsal of the same code path: ``.venv/bin/python -m bench.bench_anchor --shrink 1 --res 448x252``
 (writes to ``$BENCH_OUT`` or a temporary folder, never over the recorded rows).
 """
 
@@ -32,8 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import common  # noqa: F401  (puts the repository on sys.path)
-from common import GIB, QWEN_2B, bench_processor, build_full_model, free_memory, sync
+from bench.common import GIB, QWEN_2B, bench_processor, build_full_model, free_memory, sync
 
 MODES = ("lora_qv", "lora_all", "lora_all_ckpt", "qlora4_all_ckpt", "generate16")
 ALL_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -167,7 +166,7 @@ def main(argv=None) -> Path:
                 break
             base = model
             if mode.startswith("qlora4"):
-                from common import quantize_4bit
+                from bench.common import quantize_4bit
 
                 base = quantize_4bit(model, device)
             peft_model = _wrap(base, mode)

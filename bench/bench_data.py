@@ -1,7 +1,7 @@
 """Is the data pipeline fast enough to keep training busy? Loading + collating vs a train step.
 
-    .venv/bin/python bench/bench_data.py                       # 128 synthetic 224x224 records, batch 4
-    .venv/bin/python bench/bench_data.py --image-size 448 --batch-size 8
+    .venv/bin/python -m bench.bench_data                       # 128 synthetic 224x224 records, batch 4
+    .venv/bin/python -m bench.bench_data --image-size 448 --batch-size 8
 
 Measures, on synthetic records (``synth.generate_records``):
 
@@ -23,13 +23,11 @@ import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_data.json"
 

@@ -1,8 +1,8 @@
 """Plain vs fast training path (cached vision features) in the same run, on this machine.
 
-    .venv/bin/python bench/bench_fast_path.py                  # tiny Qwen2-VL on CPU, two screen sizes
-    .venv/bin/python bench/bench_fast_path.py --steps 20 --batch-size 8
-    python3 bench/bench_fast_path.py --device cuda             # full-size Qwen2-VL-2B and 7B, 1288x728, batch 4 and 8
+    .venv/bin/python -m bench.bench_fast_path                  # tiny Qwen2-VL on CPU, two screen sizes
+    .venv/bin/python -m bench.bench_fast_path --steps 20 --batch-size 8
+    python3 -m bench.bench_fast_path --device cuda             # full-size Qwen2-VL-2B and 7B, 1288x728, batch 4 and 8
 
 On a GPU (``--device cuda``) see :func:`run_full_size`: full-size models with random bf16 weights, the
 plain recipe (LoRA on every language-model projection, gradient checkpointing, fast path off) against the
@@ -32,9 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import RESULTS_DIR, Results, print_table  # noqa: E402
+from bench.common import RESULTS_DIR, Results, print_table
 
 # (name, screenshot size, model.max_pixels): the tiny model's own budget (224x224 = 64 image tokens),
 # and a 4x larger budget (448x448 = 256 image tokens).
@@ -54,7 +52,7 @@ def _config(cache: str, batch: int, steps: int, max_pixels):
 def run_setting(name, size, max_pixels, args, folder: Path) -> dict:
     import torch
 
-    from common import synthetic_records
+    from bench.common import synthetic_records
     from uivlm_helpers.models.wrapper import VLMWrapper
     from uivlm_helpers.training import features
     from uivlm_helpers.training.collate import UICollator
@@ -158,7 +156,7 @@ def run_full_size(args) -> dict:
     """
     import torch
 
-    import common
+    from bench import common
     from bench_throughput import workbook_run
 
     names = {"2b": common.QWEN_2B, "7b": common.QWEN_7B}
@@ -168,7 +166,7 @@ def run_full_size(args) -> dict:
     gpu = args.device.startswith("cuda")
     dtype, precision = ("bfloat16", "bf16") if gpu else ("float32", "no")
     layers = {"text_layers": args.shrink, "vision_depth": args.shrink} if args.shrink else {}
-    results = Results(args.out, "bench_fast_path", " ".join(["python3 bench/bench_fast_path.py", *args.argv]),
+    results = Results(args.out, "bench_fast_path", " ".join(["python3 -m bench.bench_fast_path", *args.argv]),
                       device=args.device, screen=list(screen), warmup_steps=args.warmup, steps=args.steps,
                       workers=args.workers, shrink=args.shrink)
     with tempfile.TemporaryDirectory() as tmp:
@@ -278,7 +276,7 @@ def main(argv=None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    results = Results(args.out, "bench_fast_path", " ".join(["bench/bench_fast_path.py", *(argv or sys.argv[1:])]),
+    results = Results(args.out, "bench_fast_path", " ".join(["python -m bench.bench_fast_path", *(argv or sys.argv[1:])]),
                       model="uivlm/tiny-qwen2-vl", device="cpu", batch_size=args.batch_size, steps=args.steps)
     with tempfile.TemporaryDirectory() as tmp:
         for name, size, max_pixels in SETTINGS:

@@ -1,7 +1,7 @@
 """Inference: ``predict_action`` greedy latency at batch 1 and throughput at batch 8 and 32.
 
-    .venv/bin/python bench/bench_inference.py                   # CPU: the embedded tiny Qwen2-VL
-    python3 bench/bench_inference.py --device cuda              # GPU: full-size Qwen2-VL-2B, random weights
+    .venv/bin/python -m bench.bench_inference                   # CPU: the embedded tiny Qwen2-VL
+    python3 -m bench.bench_inference --device cuda              # GPU: full-size Qwen2-VL-2B, random weights
 
 Each call is the workbook's own ``wrapper.predict_action(images, instructions)``: image processor and
 chat template, left-padded batch, greedy ``generate``, answer decoding and parsing. With random weights
@@ -20,19 +20,15 @@ after one warm-up call at each batch size. Writes ``bench/results/bench_inferenc
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 import traceback
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench import common
+from bench.common import QWEN_2B, SCREEN
 
-import common  # noqa: E402
-from common import QWEN_2B, SCREEN  # noqa: E402
-
-COMMAND_GPU = "python3 bench/bench_inference.py --device cuda"
-COMMAND_CPU = ".venv/bin/python bench/bench_inference.py"
+COMMAND_GPU = "python3 -m bench.bench_inference --device cuda"
+COMMAND_CPU = ".venv/bin/python -m bench.bench_inference"
 
 
 class GenerateRecorder:

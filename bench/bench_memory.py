@@ -1,8 +1,8 @@
 """Training memory: the estimator (``memory.estimate_training_memory``) against the measured peak.
 
-    .venv/bin/python bench/bench_memory.py                      # CPU: the tiny model, every recipe
-    python3 bench/bench_memory.py --device cuda                 # GPU: full-size Qwen2-VL-2B and 7B
-    python3 bench/bench_memory.py --device cuda --models 7b --append   # add rows to the GPU file
+    .venv/bin/python -m bench.bench_memory                      # CPU: the tiny model, every recipe
+    python3 -m bench.bench_memory --device cuda                 # GPU: full-size Qwen2-VL-2B and 7B
+    python3 -m bench.bench_memory --device cuda --models 7b --append   # add rows to the GPU file
 
 GPU rows: full-size Qwen2-VL (random bf16 weights from ``model_configs.build_config``, built once per
 model, re-wrapped per recipe; see ``bench/common.py``), one synthetic 1288x728 screenshot per sample
@@ -25,16 +25,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 import traceback
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import common  # noqa: E402
-from common import GIB, LLAVA_13B, QWEN_2B, QWEN_7B, SCREEN, SHORT  # noqa: E402
+from bench import common
+from bench.common import GIB, LLAVA_13B, QWEN_2B, QWEN_7B, SCREEN, SHORT
 
 QV = ["q_proj", "v_proj"]
 SEED_GB = {QWEN_2B: 8, QWEN_7B: 16, LLAVA_13B: 24}
@@ -91,8 +88,8 @@ FAST = {"plain": {"training__cache_vision_features": "false", "training__fused_c
         # the fallback when an "auto" row fails with the feature cache on: the fused loss alone
         "fused": {"training__cache_vision_features": "false", "training__fused_cross_entropy": "auto"}}
 MODELS = {"2b": QWEN_2B, "7b": QWEN_7B}
-COMMAND_GPU = "python3 bench/bench_memory.py --device cuda --models 2b,7b"
-COMMAND_CPU = ".venv/bin/python bench/bench_memory.py"
+COMMAND_GPU = "python3 -m bench.bench_memory --device cuda --models 2b,7b"
+COMMAND_CPU = ".venv/bin/python -m bench.bench_memory"
 
 
 def _estimate(config, image_size, text_tokens):

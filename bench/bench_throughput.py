@@ -1,7 +1,7 @@
 """Training throughput: the workbook's Trainer path against a plain TRL ``SFTTrainer`` VLM baseline.
 
-    .venv/bin/python bench/bench_throughput.py                   # CPU: tiny model (needs trl importable)
-    python3 bench/bench_throughput.py --device cuda              # GPU: full-size Qwen2-VL-2B, random weights
+    .venv/bin/python -m bench.bench_throughput                   # CPU: tiny model (needs trl importable)
+    python3 -m bench.bench_throughput --device cuda              # GPU: full-size Qwen2-VL-2B, random weights
 
 Both sides train the same model (one base, re-wrapped per run), on the same synthetic screens (1288x728 on
 the GPU, 224x224 with the tiny model on the CPU), with the same LoRA (r 16, alpha 32, dropout 0.05, the
@@ -22,18 +22,14 @@ Writes ``bench/results/bench_throughput_<cpu|gpu>.json`` after every run.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 import traceback
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench import common
+from bench.common import QWEN_2B, SCREEN
 
-import common  # noqa: E402
-from common import QWEN_2B, SCREEN  # noqa: E402
-
-COMMAND_GPU = "python3 bench/bench_throughput.py --device cuda"
+COMMAND_GPU = "python3 -m bench.bench_throughput --device cuda"
 # The workbook's runs: (settings, label). "plain" turns the fast path (cached vision features, liger's
 # fused cross-entropy) off; the defaults ("auto") use it. liger patches the model class for the whole
 # process, so the runs that may use it come after the TRL and plain runs.
@@ -52,7 +48,7 @@ RUNS_GPU = ["trl_default", "trl_no_ckpt", "workbook_plain", "workbook_plain_ckpt
             "workbook_ckpt"]
 # On the CPU nothing is process-wide (no liger): interleave, so load from other processes hits both sides.
 RUNS_CPU = ["trl_no_ckpt", "workbook_plain", "trl_default", "workbook_plain_ckpt", "workbook", "workbook_ckpt"]
-COMMAND_CPU = "PYTHONPATH=<trl site> .venv/bin/python bench/bench_throughput.py"
+COMMAND_CPU = "PYTHONPATH=<trl site> .venv/bin/python -m bench.bench_throughput"
 TARGET = 1.3
 
 

@@ -22,13 +22,11 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 RESULTS_DIR = ROOT / "bench" / "results"
 SCREEN = (1288, 728)                       # the H100 anchor's screenshot: 4,784 patches, 1,196 image tokens
@@ -364,19 +362,14 @@ def restore_base(wrapper, hooks: dict) -> None:
 
 
 def run_config(name: str, device: str, dtype: str = "bfloat16", **settings):
-    """The workbook's default run configuration for ``name`` on ``device`` with dotted-key overrides
-    (``training__batch_size=1``)."""
+    """The workbook's default run configuration for ``name`` on ``device`` with overrides whose keyword
+    names spell dotted keys with ``__`` (``training__batch_size=1`` is ``training.batch_size``), set and
+    validated together by :meth:`RunConfig.set_many` like a YAML file's values."""
     from uivlm_helpers.core.config import RunConfig
 
     config = RunConfig()
-    config.model.name = name
-    config.model.device = device
-    config.model.torch_dtype = dtype
-    config.data.image_width, config.data.image_height = SCREEN
-    for key, value in settings.items():
-        node = config
-        *parents, leaf = key.split("__")
-        for part in parents:
-            node = getattr(node, part)
-        setattr(node, leaf, value)
+    width, height = SCREEN
+    config.set_many({"model.name": name, "model.device": device, "model.torch_dtype": dtype,
+                     "data.image_width": width, "data.image_height": height,
+                     **{key.replace("__", "."): value for key, value in settings.items()}})
     return config

@@ -1,7 +1,7 @@
 """Success rate of the scripted MiniWoB++ oracle policies (the demonstrations' quality check).
 
-    .venv/bin/python bench/oracle_success.py                    # 50 episodes per task, every oracle task
-    .venv/bin/python bench/oracle_success.py --episodes 10 --tasks click-test enter-text
+    .venv/bin/python -m bench.oracle_success                    # 50 episodes per task, every oracle task
+    .venv/bin/python -m bench.oracle_success --episodes 10 --tasks click-test enter-text
 
 Prints a table (task, successes, rate, seconds per episode) and writes
 ``bench/results/oracle_success.json`` with the machine and package versions. Success is MiniWoB++'s
@@ -16,14 +16,11 @@ import json
 import os
 import platform
 import subprocess
-import sys
 import time
 from importlib import metadata
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from uivlm_helpers.data import miniwob_env as mw  # noqa: E402
+from uivlm_helpers.data import miniwob_env as mw
 
 RESULTS = Path(__file__).resolve().parent / "results" / "oracle_success.json"
 

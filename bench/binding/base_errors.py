@@ -1,13 +1,10 @@
 """Where the base's misses land: inside another button (binding) or off every button (pointing), and
 accuracy by the number of nameable buttons on the screen.
 
-Usage (repo root): python bench/binding/base_errors.py N [MODEL] [COLOURS]   (SIDE=input side, TEXTFIRST=1)
+Usage (repo root): python -m bench.binding.base_errors N [MODEL] [COLOURS]   (SIDE=input side, TEXTFIRST=1)
 """
 import json, sys, math, os
-from pathlib import Path
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root: recipes/
-import prompt_order  # noqa: E402
+from bench.binding import prompt_order
 prompt_order.apply_from_env()
 
 import torch

@@ -1,14 +1,12 @@
 """Continue pretraining the shipped base (or SRC) and follow held-out accuracy.
 
-Usage (repo root): python bench/binding/continue_base.py INPUT_SIDE STEPS LR TAG
+Usage (repo root): python -m bench.binding.continue_base INPUT_SIDE STEPS LR TAG
 Environment: SRC (model folder), PAL (palette, e.g. red,green,blue), NW (boxes, e.g. 2,3), COLS (named
 colours), SCHED (wsd|constant), EVERY (eval interval), BS, SEED, TEXTFIRST=1 (instruction before the image),
 FAMS (instruction families, e.g. extreme), PLACES (place words, e.g. leftmost,topmost).
 """
 import json, shutil, sys, os
 from pathlib import Path
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root: recipes/
 OUT = os.environ.get("OUT", "runs/binding")  # run folders, checkpoints and curves
 import torch
 torch.set_num_threads(int(os.environ.get("THREADS", "2")))
@@ -16,8 +14,7 @@ from recipes import pretrain as P
 from uivlm_helpers.data import synth_tasks
 if os.environ.get("PAL"):
     synth_tasks.PALETTE = {k: synth_tasks.PALETTE[k] for k in os.environ["PAL"].split(",")}
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import prompt_order  # noqa: E402
+from bench.binding import prompt_order
 prompt_order.apply_from_env()
 side = int(sys.argv[1]); steps = int(sys.argv[2]); lr = float(sys.argv[3]); tag = sys.argv[4]
 src = Path(os.environ.get("SRC", "models/tiny-qwen2-vl-ui"))

@@ -1,6 +1,6 @@
 """Depth up-scaling: copy a base, inserting near-identity decoder layers (o_proj, down_proj zero).
 
-Usage: python bench/binding/grow_base.py SRC DST ORDER   (ORDER e.g. 0,n,1,n: old layer index or n for new)
+Usage: python -m bench.binding.grow_base SRC DST ORDER   (ORDER e.g. 0,n,1,n: old layer index or n for new)
 """
 import json, shutil, sys, torch
 from pathlib import Path

@@ -1,19 +1,16 @@
 """Pure binding from random weights: two boxes at fixed places, two of red/green/blue, the target named
 by colour, so only binding the word to the pixels beats 50%.
 
-Usage (repo root): python bench/binding/two_boxes.py TAG STEPS LR   (TEXTFIRST=1, SHAPE=small, FAMILY=paligemma optional)
+Usage (repo root): python -m bench.binding.two_boxes TAG STEPS LR   (TEXTFIRST=1, SHAPE=small, FAMILY=paligemma optional)
 """
 import json, os, random, sys
 from pathlib import Path
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root: recipes/
 OUT = os.environ.get("OUT", "runs/binding")  # run folders, checkpoints and curves
 import torch
 torch.set_num_threads(2)
 from recipes import pretrain as P
 from uivlm_helpers.data import synth_tasks as S
-sys.path.insert(0, str(HERE))
-import prompt_order  # noqa: E402
+from bench.binding import prompt_order
 prompt_order.apply_from_env()
 def two_boxes(rng, image_size=(224, 224), colours=None, dark_rate=0.2, wash=True, n_boxes=(1, 1)):
     c = S._blank_canvas(rng, image_size, dark_rate, wash, (13,))

@@ -1,12 +1,10 @@
 """Control for two_boxes.py: the same screens, the target named by place ("Click the left button").
 
-Usage (repo root): python bench/binding/two_boxes_by_place.py TAG STEPS LR
+Usage (repo root): python -m bench.binding.two_boxes_by_place TAG STEPS LR
 """
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import two_boxes  # noqa: E402
+from bench.binding import two_boxes
 
 
 def pick_by_place(rng, available, families=None, weights=None):
