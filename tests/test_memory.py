@@ -170,7 +170,7 @@ def test_hybrid_language_model_counts_its_layer_kinds_apart():
 
     def layer(spec_groups):
         spec = {**hybrid, "lora": [{"group": g, "layers": n, "modules": m} for g, n, m in spec_groups]}
-        return memory._layer_bytes(spec, act=2, norm=4, lora_in=4, mask=1, targets=["q_proj", "in_proj_qkv"],
+        return memory.layer_bytes(spec, act=2, norm=4, lora_in=4, mask=1, targets=["q_proj", "in_proj_qkv"],
                                    full_finetune=False, repeated_kv=True)
 
     only_linear, only_full = layer([("linear_attention", 28, linear)]), layer([("full_attention", 28, full)])
@@ -220,7 +220,7 @@ def test_weights_by_dtype_and_quantization():
 
 def test_lora_parameters_gradients_and_adam_state():
     # one q_proj of the 2B model: A is 16 x 1536, B is 1536 x 16
-    assert memory._lora_param_count(model_configs.published_config(QWEN_2B), ["q_proj"], 16) == 28 * 16 * (1536 + 1536)
+    assert memory.lora_param_count(model_configs.published_config(QWEN_2B), ["q_proj"], 16) == 28 * 16 * (1536 + 1536)
     qv = memory.estimate_training_memory(_config(model__lora_config__target_modules=["q_proj", "v_proj"]), (1288, 728))
     every = memory.estimate_training_memory(_config(), (1288, 728))
     assert (qv["trainable_params"], every["trainable_params"]) == (2_179_072, 18_464_768)  # measured on the H100
