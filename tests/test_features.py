@@ -305,7 +305,8 @@ def test_qwen_batches_are_built_without_decoding_a_screenshot(screens, tmp_path,
     collator = CachedFeaturesCollator(wrapper, cache)
     def no_pixels(*args, **kwargs):
         raise AssertionError("a screenshot was decoded or processed")
-    monkeypatch.setattr(features, "image_hash", no_pixels)
+    for module in (features.store, features.collate):   # where the collator hashes screenshots
+        monkeypatch.setattr(module, "image_hash", no_pixels)
     monkeypatch.setattr(type(wrapper.processor.image_processor), "__call__", no_pixels)
     _same_batch(collator(records), expected)
     assert collator.text_only_batches == 1
