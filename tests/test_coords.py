@@ -126,11 +126,30 @@ def test_get_space_errors_and_immutability():
     # The transformers processor's budget (1280 patches): beta = sqrt(2073600 / 1003520) = 1.43747;
     # 1080 / beta / 28 = 26.8 -> 728 and 1920 / beta / 28 = 47.7 -> 1316.
     (1080, 1920, {"max_pixels": 1280 * 28 * 28}, (728, 1316)),
-    # A side rounding to 0 patches is lifted to one patch first (qwen_vl_utils' max(factor, ...)).
-    (10, 1000, {}, (28, 1008)),
+    # A side rounding to 0 patches: 0 x 1008 is below the budget, so beta = sqrt(3136 / 10000) = 0.56;
+    # 10 * 0.56 / 28 -> 1 patch = 28 and 1000 * 0.56 / 28 = 20 -> 560 (what the processor feeds the model).
+    (10, 1000, {}, (28, 560)),
+    # Shrinking never floors a side to 0: 20 x 3900 over a 10-patch budget, beta = sqrt(78000 / 7840)
+    # = 3.154; 20 / beta = 6.3 -> 0 patches, lifted to one (28); 3900 / beta / 28 = 44.2 -> 1232.
+    (20, 3900, {"max_pixels": 10 * 28 * 28}, (28, 1232)),
 ])
 def test_smart_resize_known_values(height, width, kw, expected):
     assert smart_resize(height, width, **kw) == expected
+
+
+def test_smart_resize_is_the_image_processors_arithmetic():
+    """The one smart_resize (the resized space and model_configs' token counts) matches transformers'
+    Qwen-VL processor on ordinary screenshots and on the edge cases (tiny sides, extreme shrinking)."""
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize as processor_resize
+
+    sizes = [(h, w) for h in (1, 10, 13, 14, 15, 28, 100, 224, 728, 1080, 2160, 4000)
+             for w in (1, 10, 14, 27, 150, 224, 1000, 1288, 1920, 3840, 6000) if max(h, w) / min(h, w) <= 200]
+    budgets = [{}, {"max_pixels": 1280 * 28 * 28, "min_pixels": 56 * 56}, {"max_pixels": 200 * 28 * 28},
+               {"factor": 32, "min_pixels": 64 * 64, "max_pixels": 16384 * 32 * 32}]
+    for kw in budgets:
+        full = {"factor": 28, "min_pixels": 4 * 28 * 28, "max_pixels": 16384 * 28 * 28, **kw}
+        for height, width in sizes:
+            assert smart_resize(height, width, **kw) == processor_resize(height, width, **full), (height, width, kw)
 
 
 def test_smart_resize_rejects_extreme_aspect_ratios_and_feeds_the_resized_space():

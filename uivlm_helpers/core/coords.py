@@ -238,10 +238,15 @@ _FIXED_SPACES = {space.name: space for space in (PIXELS, NORM1, NORM1000, PALIGE
 
 def smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = QWEN_MIN_PIXELS,
                  max_pixels: int = QWEN_MAX_PIXELS) -> tuple[int, int]:
-    """The size Qwen2.5-VL resizes an image to (the published ``qwen_vl_utils`` algorithm).
+    """The size a Qwen-VL image processor resizes an image to (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, Qwen3.5).
 
     Each side is rounded to a multiple of ``factor``; if the area then exceeds ``max_pixels`` both
-    sides are scaled down (floored to the factor), if it is below ``min_pixels`` scaled up (ceiled).
+    sides are scaled down (floored to the factor, at least one factor), if it is below ``min_pixels``
+    scaled up (ceiled). The arithmetic of transformers' ``Qwen2VLImageProcessor`` (the processor the
+    workbook feeds raw screenshots to), so the ``resized`` space and the image-token counts of
+    :mod:`uivlm_helpers.models.model_configs` describe the image the model actually sees. The
+    defaults are Qwen2.5-VL's published budget; callers with another family's budget (factor 32 for
+    Qwen3-VL, 1,280 patches for Qwen2-VL's processor) pass it.
 
     Note the argument and result order is Qwen's: **height first**.
 
@@ -254,12 +259,12 @@ def smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = QW
     if max(height, width) / min(height, width) > QWEN_MAX_RATIO:
         raise ValueError(f"absolute aspect ratio must be smaller than {QWEN_MAX_RATIO}, "
                          f"got {max(height, width) / min(height, width)}")
-    h_bar = max(factor, round(height / factor) * factor)
-    w_bar = max(factor, round(width / factor) * factor)
+    h_bar = round(height / factor) * factor
+    w_bar = round(width / factor) * factor
     if h_bar * w_bar > max_pixels:
         beta = math.sqrt(height * width / max_pixels)
-        h_bar = math.floor(height / beta / factor) * factor
-        w_bar = math.floor(width / beta / factor) * factor
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
     elif h_bar * w_bar < min_pixels:
         beta = math.sqrt(min_pixels / (height * width))
         h_bar = math.ceil(height * beta / factor) * factor

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import re
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from torch import nn
 from transformers import AutoConfig
 import torch
 import transformers
+from ..core.coords import smart_resize
 from ..families.common import linear_attention_shapes, lm_shapes
 from ..families.registry import FAMILIES, get_family, published_specs
 from .resolve import local_folder
@@ -53,27 +53,6 @@ _PINNED_COUNTS: dict[str, dict] = {name: counts for plugin in FAMILIES.values()
 
 
 # -- image tokens ---------------------------------------------------------------------------------
-def smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = 56 * 56,
-                 max_pixels: int = 28 * 28 * 1280) -> tuple[int, int]:
-    """Qwen2-VL's resize rule: sides rounded to multiples of ``factor`` with the area kept in budget.
-
-    Same arithmetic as ``transformers.models.qwen2_vl.image_processing_qwen2_vl.smart_resize``.
-    """
-    if max(height, width) / min(height, width) > 200:
-        raise ValueError(f"absolute aspect ratio must be smaller than 200, got {max(height, width) / min(height, width)}")
-    h_bar = round(height / factor) * factor
-    w_bar = round(width / factor) * factor
-    if h_bar * w_bar > max_pixels:
-        beta = math.sqrt((height * width) / max_pixels)
-        h_bar = max(factor, math.floor(height / beta / factor) * factor)
-        w_bar = max(factor, math.floor(width / beta / factor) * factor)
-    elif h_bar * w_bar < min_pixels:
-        beta = math.sqrt(min_pixels / (height * width))
-        h_bar = math.ceil(height * beta / factor) * factor
-        w_bar = math.ceil(width * beta / factor) * factor
-    return h_bar, w_bar
-
-
 def image_token_count(spec: dict, width: int, height: int, min_pixels: int | None = None,
                       max_pixels: int | None = None) -> dict:
     """Image tokens in the language model's sequence and patches through the vision tower, for one image.
