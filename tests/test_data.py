@@ -474,3 +474,14 @@ def test_write_records_applies_the_pixel_limit(tmp_path: Path):
         write_records([record], tmp_path / "d.jsonl", max_pixels=80_000)
     assert not (tmp_path / "d.jsonl").exists()
     assert len(read_records(write_records([record], tmp_path / "d.jsonl"))) == 1
+
+
+def test_record_schema_takes_its_action_types_and_fields_from_core_actions():
+    """One action schema: a record's action types, field names and order are core.actions' own."""
+    from uivlm_helpers.core import actions
+    from uivlm_helpers.data import schema
+
+    assert {kind: tuple(fields) for kind, fields in schema.ACTION_FIELDS.items()} == actions.ACTION_FIELDS
+    assert schema.SCROLL_DIRECTIONS == actions.SCROLL_DIRECTIONS
+    with pytest.raises(schema.RecordError, match="expected one of"):
+        schema.validate_action({"type": "tap", "x": 1, "y": 2}, "r.jsonl:1")

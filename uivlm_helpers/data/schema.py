@@ -35,8 +35,9 @@ Image paths must stay inside the dataset folder: a path that leaves it through
 from outside it. Screenshots larger than :data:`MAX_IMAGE_PIXELS` are refused
 before they are decoded (``max_pixels=`` changes the limit per call).
 
-Action dicts are checked against :data:`ACTION_FIELDS`, a small local table,
-so this module does not depend on :mod:`uivlm_helpers.core.actions`.
+Action dicts are checked against :data:`ACTION_FIELDS`: the action types and
+fields of :mod:`uivlm_helpers.core.actions` (the one action schema), each field
+with the kind of value a record holds there.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image
+
+from ..core import actions as _actions
 
 __all__ = [
     "ACTION_FIELDS",
@@ -82,7 +85,7 @@ __all__ = [
 
 SPLITS = ("train", "validation", "test")
 PLATFORMS = ("web", "mobile", "desktop")
-SCROLL_DIRECTIONS = ("up", "down", "left", "right")
+SCROLL_DIRECTIONS = _actions.SCROLL_DIRECTIONS
 
 #: Largest screenshot (width x height) that validation accepts, unless a call passes ``max_pixels``.
 #: An 8K screen (7680x4320) is 33.2 MP and two 5K screens side by side (10240x2880) 29.5 MP, so
@@ -90,18 +93,13 @@ SCROLL_DIRECTIONS = ("up", "down", "left", "right")
 #: decoded RGB image stays under 150 MB. Pillow's own guard only stops images above 179 MP.
 MAX_IMAGE_PIXELS = 50_000_000
 
-# Required fields per action type, and the kind of value each holds.
-# "point" fields are x/y coordinates that must also lie inside the screenshot.
+# The kind of value each action field holds in a record. "point" fields are x/y coordinates that
+# must also lie inside the screenshot.
+_FIELD_KINDS = {"x": "point_x", "y": "point_y", "x2": "point_x", "y2": "point_y", "text": "text", "key": "text",
+                "direction": "direction", "amount": "number", "seconds": "number"}
+#: Required fields per action type (core.actions.ACTION_FIELDS, in its order) -> kind of value.
 ACTION_FIELDS: dict[str, dict[str, str]] = {
-    "click": {"x": "point_x", "y": "point_y"},
-    "double_click": {"x": "point_x", "y": "point_y"},
-    "long_press": {"x": "point_x", "y": "point_y"},
-    "drag": {"x": "point_x", "y": "point_y", "x2": "point_x", "y2": "point_y"},
-    "type": {"text": "text"},
-    "press": {"key": "text"},
-    "scroll": {"direction": "direction", "amount": "number"},
-    "wait": {"seconds": "number"},
-    "done": {},
+    kind: {name: _FIELD_KINDS[name] for name in names} for kind, names in _actions.ACTION_FIELDS.items()
 }
 
 # Keys a record may omit, with the value used instead. Everything else in the
