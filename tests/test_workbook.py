@@ -75,7 +75,7 @@ def test_merged_model_reproduces_the_evaluation(run_dir):
 
 @pytest.mark.slow
 def test_shared_folder_reloaded_in_a_new_process_reproduces_04(run_dir):
-    script = ("import json, sys; from uivlm_helpers import share; from uivlm_helpers.models.wrapper import VLMWrapper; "
+    script = ("import json, sys; from uivlm_helpers.sharing import share; from uivlm_helpers.models.wrapper import VLMWrapper; "
               "agent = VLMWrapper(sys.argv[1]); "
               "print(json.dumps(share.reproduces_predictions(agent, sys.argv[2])))")
     done = subprocess.run([sys.executable, "-c", script, str(run_dir / "share"),
