@@ -12,27 +12,12 @@ import torch
 from PIL import Image, ImageDraw
 
 from uivlm_helpers.core.actions import ParseFailure
-from uivlm_helpers.families import ADAPTERS, IGNORE_INDEX, NORM1000_SQUARE, get_adapter
+from uivlm_helpers.families import ADAPTERS, FAMILIES, IGNORE_INDEX, NORM1000_SQUARE, get_adapter
 from uivlm_helpers.models.tiny import TINY_MODELS, tiny_checkpoint
 from uivlm_helpers.models.wrapper import AGENT_FILE, VLMWrapper, quantization_config
 
 FAMILY_MODELS = sorted(TINY_MODELS, key=lambda name: list(ADAPTERS).index(TINY_MODELS[name]))
 
-# family -> (model class, processor class, tokenizer class written in tokenizer_config.json)
-REAL_CLASSES = {
-    "qwen2_vl": ("Qwen2VLForConditionalGeneration", "Qwen2VLProcessor", "Qwen2Tokenizer"),
-    "qwen2_5_vl": ("Qwen2_5_VLForConditionalGeneration", "Qwen2_5_VLProcessor", "Qwen2Tokenizer"),
-    "llava": ("LlavaForConditionalGeneration", "LlavaProcessor", "LlamaTokenizer"),
-    "idefics2": ("Idefics2ForConditionalGeneration", "Idefics2Processor", "LlamaTokenizer"),
-    # transformers 5 makes BartTokenizer an alias of RobertaTokenizer (the same byte-level BPE).
-    "florence2": ("Florence2ForConditionalGeneration", "Florence2Processor", "RobertaTokenizer"),
-    "paligemma": ("PaliGemmaForConditionalGeneration", "PaliGemmaProcessor", "GemmaTokenizer"),
-    "qwen3_vl": ("Qwen3VLForConditionalGeneration", "Qwen3VLProcessor", "Qwen2Tokenizer"),
-    "qwen3_5": ("Qwen3_5ForConditionalGeneration", "Qwen3VLProcessor", "Qwen3_5Tokenizer"),
-}
-SPACES = {"qwen2_vl": "norm1000", "qwen2_5_vl": "resized", "llava": "norm1000_square", "idefics2": "norm1000",
-          "florence2": "florence_loc", "paligemma": "paligemma_loc", "qwen3_vl": "norm1000",
-          "qwen3_5": "norm1000"}
 # Where each family keeps its language model (everything else is vision tower or projector).
 LANGUAGE_PARTS = ("language_model", "text_model", "lm_head")
 
@@ -75,11 +60,12 @@ def test_tiny_checkpoint_is_the_real_architecture(name):
     path = tiny_checkpoint(name)
     config = json.loads((path / "config.json").read_text())
     assert config["model_type"] == family and (path / "model.safetensors").is_file()
-    model_class, processor_class, tokenizer_class = REAL_CLASSES[family]
-    assert json.loads((path / "tokenizer_config.json").read_text())["tokenizer_class"] == tokenizer_class
+    # The classes the family's published checkpoints load as, as its plug-in names them.
+    plugin = FAMILIES[family]
+    assert json.loads((path / "tokenizer_config.json").read_text())["tokenizer_class"] == plugin.tokenizer_class
     processor = AutoProcessor.from_pretrained(path)
     model = AutoModelForImageTextToText.from_pretrained(path)
-    assert type(model).__name__ == model_class and type(processor).__name__ == processor_class
+    assert type(model).__name__ == plugin.model_class and type(processor).__name__ == plugin.processor_class
     text = model.config.get_text_config()
     assert text.hidden_size >= 128  # bitsandbytes' 4-bit kernels failed on narrower layers
     assert sum(p.numel() for p in model.parameters()) < 3_000_000
@@ -176,7 +162,9 @@ def test_targets_round_trip_through_the_family_space(name, shots):
     for shot in shots:
         size = tuple(shot["image_size"])
         space = agent.space_for(size)
-        assert space.name == SPACES[agent.family]
+        # The plug-in's space; LLaVA's is the same grid over the padded square (tested below).
+        assert space.name in (FAMILIES[agent.family].adapter.coordinate_space, "norm1000_square")
+        assert (space.name == "norm1000_square") == (agent.family == "llava")
         target = agent.render_target(shot["action"], size)
         prediction = agent.decode_prediction(target, size)
         assert prediction.action is not None and not prediction.clamped

@@ -189,9 +189,13 @@ FAMILY = FamilyPlugin(
     model_types=("florence2",),
     adapter=FLORENCE2,
     model_class="Florence2ForConditionalGeneration",
+    processor_class="Florence2Processor",
+    # transformers 5 makes BartTokenizer an alias of RobertaTokenizer (the same byte-level BPE).
+    tokenizer_class="RobertaTokenizer",
     tiny_models={"uivlm/tiny-florence2": TINY_FLORENCE2_RECIPE},
     tiny_builder=build_tiny,
     published=PUBLISHED,
+    hub_billions={"microsoft/Florence-2-large": 0.77},
     pinned_counts=PINNED_COUNTS,
     read_hf_config=read_hf_config,
     build_config=build_config,

@@ -15,11 +15,15 @@ Fields:
         vision modules, LoRA targets of the language model and - ``vision_lora_target_modules`` - of the
         vision tower, generation settings, peft task type).
     model_class: the transformers class ``AutoModelForImageTextToText`` builds (its name).
+    processor_class, tokenizer_class: the classes ``AutoProcessor`` and ``tokenizer_config.json`` name in the
+        published checkpoints (the tiny builder writes the same).
     tiny_models: ``{public name: recipe}`` of the embedded tiny checkpoints (the recipe's hash names the
         built folder, so a recipe is never edited without rebuilding).
     tiny_builder: ``builder(out_dir, recipe)`` writes a checkpoint (weights, tokenizer, processor).
     published: ``{Hub name: spec}`` - the published full-size configurations (see
         :func:`uivlm_helpers.models.model_configs.published_config`; each says in ``sources`` where its values were read).
+    hub_billions: ``{Hub name: billions}`` - the parameter count the Hub shows for each published checkpoint
+        (from its safetensors), to two decimals; the spec's counts must round to it.
     pinned_counts: ``{Hub name: parameter counts}`` measured on the meta device, for published models whose
         counts :attr:`count_params` does not compute.
     read_hf_config: ``read(config, image_processor) -> spec``: a checkpoint's ``config.json`` (defaults
@@ -59,12 +63,15 @@ class FamilyPlugin:
     model_types: tuple[str, ...]
     adapter: ChatTemplateAdapter
     model_class: str
+    processor_class: str
+    tokenizer_class: str
     tiny_models: dict
     tiny_builder: Callable
     published: dict
     read_hf_config: Callable
     build_config: Callable
     picker: tuple[tuple[str, str], ...]
+    hub_billions: dict = field(default_factory=dict)
     pinned_counts: dict = field(default_factory=dict)
     sub_models: tuple[str, str] | None = None
     image_tokens: Callable | None = None
@@ -84,3 +91,6 @@ class FamilyPlugin:
             if spec.get("family") != self.name:
                 raise ValueError(f"family {self.name!r}: the published spec of {model} is for "
                                  f"{spec.get('family')!r}")
+        if set(self.hub_billions) != set(self.published):
+            raise ValueError(f"family {self.name!r}: hub_billions names {sorted(self.hub_billions)}, "
+                             f"published names {sorted(self.published)}")
