@@ -68,6 +68,9 @@ class ModelSettings:
     # Processor pixel budget; None keeps the checkpoint's. Training and evaluation must agree.
     min_pixels: int | None = None
     max_pixels: int | None = None
+    # Pixel budget of each history screenshot (data.history_images); None: a quarter of the main budget.
+    # Locked between training and evaluation like the main budget.
+    history_max_pixels: int | None = None
     constrained_decoding: bool = False
     trust_remote_code: bool = False
 
@@ -125,6 +128,12 @@ class DataSettings:
     image_width: int = 224
     image_height: int = 224
     seed: int = 0
+    # Earlier actions of the episode written into the user turn, newest last, in the run's action format
+    # and the family's coordinate space. "auto": 4 for episode sources (AITW, AndroidControl, Mind2Web,
+    # MiniWoB++ demonstrations, the synthetic multi-step task), 0 for single-step sources.
+    history_window: int | str = "auto"
+    # Earlier screenshots shown as extra images, oldest first (multi-image families only).
+    history_images: int = 0
 
 
 @dataclass
@@ -312,6 +321,7 @@ NUMBER_RANGES = {
     "model.temperature": (lambda v: v >= 0, "0 or more"),
     "model.min_pixels": _PIXEL_BUDGET,
     "model.max_pixels": _PIXEL_BUDGET,
+    "model.history_max_pixels": (lambda v: v >= 1, "1 or more pixels, or null for a quarter of the main budget"),
     "training.batch_size": (lambda v: v >= 1, "1 or more"),
     "training.gradient_accumulation_steps": (lambda v: v >= 1, "1 or more"),
     "training.checkpoint_interval": (lambda v: v >= 1, "1 or more steps"),
@@ -329,6 +339,7 @@ NUMBER_RANGES = {
     "data.image_width": _SCREEN_SIDE,
     "data.image_height": _SCREEN_SIDE,
     "data.seed": _SEED_RANGE,
+    "data.history_images": (lambda v: v >= 0, "0 or more earlier screenshots (0: none)"),
     "evaluation.max_samples": (lambda v: v >= 1, "1 or more records, or null for the whole split"),
     "evaluation.batch_size": (lambda v: v >= 1, "1 or more"),
     "evaluation.gallery_size": (lambda v: v >= 0, "0 or more screenshots"),
@@ -414,6 +425,13 @@ def validate(config: RunConfig) -> RunConfig:
     if layers and not t.gradient_checkpointing:
         raise ConfigError(f"training.uncheckpointed_layers={layers!r} only applies with "
                           "training.gradient_checkpointing=true (without it no layer is checkpointed)")
+    window = config.data.history_window
+    if isinstance(window, str) and window.strip().lower() == "auto":
+        window = config.data.history_window = "auto"
+    elif isinstance(window, str) and window.strip().isdigit():
+        window = config.data.history_window = int(window)
+    elif isinstance(window, bool) or not isinstance(window, int) or window < 0:
+        raise ConfigError(f"data.history_window: expected 'auto' or 0 or more earlier actions, got {window!r}")
     _check_prompt(config.task_prompt, "task_prompt")
     if config.few_shot_prompt is not None:
         _check_prompt(config.few_shot_prompt, "few_shot_prompt")

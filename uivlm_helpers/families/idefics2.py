@@ -190,6 +190,7 @@ FAMILY = FamilyPlugin(
     build_config=build_config,
     sub_models=("mistral", "idefics2_vision"),
     image_tokens=image_tokens,
+    multi_image=True,
     picker=(("offline tiny (1.2 M, random weights, CPU)", "uivlm/tiny-idefics2"),
             ("8B", "HuggingFaceM4/idefics2-8b")),
 )

@@ -42,6 +42,8 @@ Fields:
     feature_cache: vision features can be cached at all (the model exposes ``get_image_features`` and an
         image-token id); whether they *are* cached is :func:`uivlm_helpers.training.features.cache_decision`'s.
     feature_cache_reason: why not, when ``feature_cache`` is False.
+    multi_image: the processor and chat template take several images in one user turn (the history
+        screenshots of ``data.history_images``); single-image families refuse ``history_images > 0``.
     picker: ``((label, model name), ...)`` - the family's entries in the workbook's model picker.
 """
 
@@ -80,6 +82,7 @@ class FamilyPlugin:
     rope_index: bool = False
     feature_cache: bool = True
     feature_cache_reason: str = ""
+    multi_image: bool = False
 
     def __post_init__(self):
         if self.adapter.name != self.name:

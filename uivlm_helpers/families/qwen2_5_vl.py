@@ -135,6 +135,7 @@ FAMILY = FamilyPlugin(
     count_params=count_qwen_parameters,
     fused_cross_entropy=True,
     rope_index=True,
+    multi_image=True,
     picker=(("offline tiny (1.2 M, random weights, CPU)", "uivlm/tiny-qwen2.5-vl"),
             ("3B Instruct", "Qwen/Qwen2.5-VL-3B-Instruct"), ("7B Instruct", "Qwen/Qwen2.5-VL-7B-Instruct")),
 )

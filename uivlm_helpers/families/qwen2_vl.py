@@ -137,6 +137,7 @@ FAMILY = FamilyPlugin(
     count_params=count_qwen_parameters,
     fused_cross_entropy=True,
     rope_index=True,
+    multi_image=True,
     picker=(("offline tiny UI base (1.1 M, pretrained on task screens, CPU)", "uivlm/tiny-qwen2-vl-ui"),
             ("offline tiny (1.1 M, random weights, CPU)", "uivlm/tiny-qwen2-vl"),
             ("2B Instruct", "Qwen/Qwen2-VL-2B-Instruct"), ("7B Instruct", "Qwen/Qwen2-VL-7B-Instruct")),

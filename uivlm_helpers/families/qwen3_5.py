@@ -261,6 +261,7 @@ FAMILY = FamilyPlugin(
     # liger-kernel 0.8 patches model type qwen3_5 (Liger-Kernel PRs #1123, #1150).
     fused_cross_entropy=True,
     rope_index=True,
+    multi_image=True,
     picker=(("offline tiny (1.0 M, random weights, CPU)", "uivlm/tiny-qwen3.5"), ("0.8B", "Qwen/Qwen3.5-0.8B"),
             ("2B", "Qwen/Qwen3.5-2B"), ("4B", "Qwen/Qwen3.5-4B"), ("9B", "Qwen/Qwen3.5-9B"),
             ("27B", "Qwen/Qwen3.5-27B")),

@@ -212,6 +212,7 @@ FAMILY = FamilyPlugin(
     # liger-kernel 0.8 patches model type qwen3_vl (fused linear cross-entropy; Liger-Kernel PR #911).
     fused_cross_entropy=True,
     rope_index=True,
+    multi_image=True,
     picker=(("offline tiny (0.8 M, random weights, CPU)", "uivlm/tiny-qwen3-vl"),
             ("2B Instruct", "Qwen/Qwen3-VL-2B-Instruct"), ("4B Instruct", "Qwen/Qwen3-VL-4B-Instruct"),
             ("8B Instruct", "Qwen/Qwen3-VL-8B-Instruct"), ("32B Instruct", "Qwen/Qwen3-VL-32B-Instruct")),
