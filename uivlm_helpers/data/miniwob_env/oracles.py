@@ -151,6 +151,63 @@ def _oracle_click_collapsible(state, step):
     return _plan_step(plan, step, state)
 
 
+def _oracle_click_tab_2(state, step):
+    """Look through the tabs in order until the link is on the open one, then click it.
+
+    Only the open tab's panel is in the DOM; each call re-reads it, so the plan is one click per
+    tab visited and one on the link (any link with the target's text counts).
+    """
+    links = [e for e in state.find(tag="span", cls="alink", text=state.fields["target"])
+             if state.box_pixels(e) is not None]
+    if links:
+        return _click(state, links[0])
+    tabs = state.find(cls="ui-tabs-anchor")
+    active = [i for i, tab in enumerate(tabs) if "ui-tabs-active" in _parent(state, tab).class_list]
+    following = active[0] + 1 if active else 0
+    if following >= len(tabs):
+        raise LookupError(f"{state.task}: no tab shows a link {state.fields['target']!r}")
+    return _click(state, tabs[following])
+
+
+def _autocomplete_matches(state: MiniWoBState, item: str) -> bool:
+    return item.startswith(state.fields["start"]) and item.endswith(state.fields.get("end", ""))
+
+
+#: jQuery UI's autocomplete opens its menu 300 ms after the last key: wait a little longer.
+_AUTOCOMPLETE_WAIT_S = 0.4
+
+
+def _oracle_use_autocomplete(state, step):
+    """Type the start, pick the matching suggestion from the menu, Submit.
+
+    The menu can run below the screenshot: when the matching suggestion is not on it, the oracle
+    types the rest of the suggestion so that the menu narrows to it.
+    """
+    field = state.one(id="tags")
+    value = field.value
+    if not field.focused and not value:
+        return _click(state, field)
+    if not value:
+        return _type(state.fields["start"])
+    menu = state.find(cls="ui-autocomplete")
+    items = [e for e in state.find(cls="ui-menu-item-wrapper") if menu and state.is_inside(e, menu[0])]
+    wanted = [e for e in items if _autocomplete_matches(state, e.text)]
+    if not items:
+        # The typed start alone may already pass; the oracle still shows the widget's use: a whole suggestion.
+        if value != state.fields["start"] and _autocomplete_matches(state, value):
+            return _click(state, _button(state, "Submit"))
+        return OracleStep({"type": "wait", "seconds": _AUTOCOMPLETE_WAIT_S})
+    if not wanted:
+        raise LookupError(f"{state.task}: no suggestion for {state.utterance!r} among {[e.text for e in items]}")
+    choice = wanted[0]
+    box = state.box_pixels(choice)
+    if box is not None and box[3] - box[1] >= choice.height * state.scale[1] / 2:
+        return _click(state, choice)
+    if value != choice.text and choice.text.startswith(value):
+        return _type(choice.text[len(value):])
+    return OracleStep({"type": "wait", "seconds": _AUTOCOMPLETE_WAIT_S})  # the menu has not narrowed yet
+
+
 _WIDGET_TAGS = {"radio": "input_radio", "checkbox": "input_checkbox", "text": "input_text",
                 "textarea": "textarea", "button": "button"}
 
@@ -182,6 +239,8 @@ ORACLES: dict[str, Callable[[MiniWoBState, int], OracleStep]] = {
     "click-button-sequence": _oracle_click_button_sequence,
     "click-collapsible": _oracle_click_collapsible,
     "click-widget": _oracle_click_widget,
+    "click-tab-2": _oracle_click_tab_2,
+    "use-autocomplete": _oracle_use_autocomplete,
 }
 #: Every task with an oracle.
 ORACLE_TASKS = tuple(ORACLES)
