@@ -22,6 +22,22 @@ tell instruction following from clicking any plausible element: it reports the
 accuracy of an instruction-blind policy and how often a click lands on a
 distractor. Absent (null) means "not recorded"; ``[]`` means "no other candidate".
 
+Episodes. A multi-step task (AITW, AndroidControl, Mind2Web, MiniWoB++ demonstrations) is stored
+as one record per step, tied together by ``episode_id`` and ``step`` (0-based position of the step
+among the episode's records). ``history`` then holds the actions of the episode's earlier steps,
+oldest first, and the optional ``history_images`` their screenshots (paths relative to the
+``.jsonl`` folder, like ``image``; as many as ``history`` entries)::
+
+    {"id": "aitw-ep1-2", ..., "history": [{"type": "click", "x": 51, "y": 320},
+     {"type": "type", "text": "hotels in paris"}], "split": "train", "episode_id": "aitw-ep1",
+     "step": 2, "history_images": ["images/general/ep1_0.png", "images/general/ep1_1.png"]}
+
+The three keys are written only when set, so single-step datasets keep their exact bytes.
+:func:`validate_episodes` checks that each episode's steps run 0..n-1 without gaps or repeats and
+that every record's ``history`` (and ``history_images``) is exactly the actions (screenshots) of its
+episode's earlier steps; :func:`read_records` and :func:`write_records` apply it, and
+:func:`split_records` never cuts an episode in two.
+
 Validation is strict on purpose: a bad record found while reading raises
 :class:`RecordError` naming the file, the record number (= 1-based line
 number, so an editor can jump to it), the field and what was expected. With
@@ -79,6 +95,7 @@ __all__ = [
     "select_split",
     "split_records",
     "validate_action",
+    "validate_episodes",
     "validate_record",
     "write_records",
 ]
@@ -112,6 +129,9 @@ _OPTIONAL_DEFAULTS: dict[str, Any] = {
     "history": [],
     "split": "train",
     "distractors": None,
+    "episode_id": None,
+    "step": None,
+    "history_images": [],
 }
 _REQUIRED_KEYS = ("id", "image", "image_size", "instruction", "action")
 _ALL_KEYS = _REQUIRED_KEYS + tuple(_OPTIONAL_DEFAULTS)
@@ -160,6 +180,14 @@ class UIRecord:
         split: "train", "validation" or "test".
         distractors: Boxes of the other elements an instruction of the same
             kind could have named, or None when not recorded.
+        episode_id: The episode (multi-step task) the record is a step of,
+            or None for a single-step record.
+        step: 0-based position of the record among its episode's records
+            (set exactly when ``episode_id`` is).
+        history_images: Screenshots of the episode's earlier steps, oldest
+            first, one per ``history`` action (paths like ``image``, or
+            ``PIL.Image`` objects for records built in code); empty when not
+            recorded.
         base_dir: Folder that a relative ``image`` path is relative to. Not
             part of the schema (never serialised, ignored by ``==``).
     """
@@ -176,6 +204,9 @@ class UIRecord:
     history: list[dict[str, Any]] = field(default_factory=list)
     split: str = "train"
     distractors: list[list[float]] | None = None
+    episode_id: str | None = None
+    step: int | None = None
+    history_images: list[str | Image.Image] = field(default_factory=list)
     base_dir: Path | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -190,6 +221,7 @@ class UIRecord:
             self.distractors = [list(b) for b in self.distractors]
         if isinstance(self.image, Path):
             self.image = str(self.image)
+        self.history_images = [str(p) if isinstance(p, Path) else p for p in self.history_images]
 
     @property
     def image_path(self) -> Path | None:
@@ -201,6 +233,22 @@ class UIRecord:
             path = Path(self.base_dir) / path
         return path.resolve()
 
+    @property
+    def history_image_paths(self) -> list[Path | None]:
+        """Absolute paths of the earlier screenshots (None for in-memory images), oldest first."""
+        return [_absolute(value, self.base_dir) for value in self.history_images]
+
+    def load_history_images(self) -> list[Image.Image]:
+        """The earlier screenshots as RGB ``PIL.Image`` copies, oldest first."""
+        images = []
+        for value, path in zip(self.history_images, self.history_image_paths):
+            if path is None:
+                images.append(value.convert("RGB"))
+            else:
+                with Image.open(path) as img:
+                    images.append(img.convert("RGB"))
+        return images
+
     def to_json(self) -> dict[str, Any]:
         """Return the record as a JSON-ready dict in schema key order.
 
@@ -208,7 +256,7 @@ class UIRecord:
             TypeError: If the image is an in-memory ``PIL.Image``; use
                 :func:`write_records`, which saves it to a file first.
         """
-        if isinstance(self.image, Image.Image):
+        if isinstance(self.image, Image.Image) or any(isinstance(p, Image.Image) for p in self.history_images):
             raise TypeError(
                 f"record {self.id!r} holds an in-memory image; "
                 "write_records() saves it to a file and stores the path"
@@ -227,6 +275,9 @@ class UIRecord:
             "split": self.split,
             # Written only when recorded, so datasets without it keep their exact bytes.
             **({"distractors": [list(b) for b in self.distractors]} if self.distractors is not None else {}),
+            **({"episode_id": self.episode_id} if self.episode_id is not None else {}),
+            **({"step": self.step} if self.step is not None else {}),
+            **({"history_images": list(self.history_images)} if self.history_images else {}),
         }
 
     def load_image(self) -> Image.Image:
@@ -235,6 +286,16 @@ class UIRecord:
             return self.image.convert("RGB")
         with Image.open(self.image_path) as img:
             return img.convert("RGB")
+
+
+def _absolute(value: str | Image.Image, base_dir: Path | None) -> Path | None:
+    """The absolute path of an image value (relative to ``base_dir``), or None for an in-memory image."""
+    if isinstance(value, Image.Image):
+        return None
+    path = Path(value)
+    if not path.is_absolute() and base_dir is not None:
+        path = Path(base_dir) / path
+    return path.resolve()
 
 
 # ---------------------------------------------------------------------------
@@ -477,15 +538,7 @@ def validate_record(
     if not _nonempty_str(values["id"]):
         raise RecordError(where, "id", f"expected a non-empty string, got {values['id']!r}")
     image = values["image"]
-    if not _nonempty_str(image):
-        raise RecordError(where, "image", f"expected a non-empty path string, got {image!r}")
-    if Path(image).is_absolute():
-        raise RecordError(where, "image", f"expected a path relative to the .jsonl folder, got absolute path {image!r}")
-    if base_dir is not None:
-        resolve_inside(base_dir, image, where)
-    elif os.path.normpath(image).split(os.sep)[0] == "..":
-        # Without the folder at hand only '..' can be checked; links are checked once base_dir is known.
-        raise RecordError(where, "image", f"expected a path inside the .jsonl folder, got {image!r}, which leaves it")
+    _check_relative_image(image, where, "image", base_dir)
 
     size = values["image_size"]
     if not (
@@ -532,6 +585,27 @@ def validate_record(
             raise RecordError(where, "distractors", f"expected a list of [x1, y1, x2, y2] boxes or null, got {distractors!r}")
         distractors = [_validate_box(b, where, f"distractors[{i}]", width, height) for i, b in enumerate(distractors)]
 
+    episode_id, step = values["episode_id"], values["step"]
+    if episode_id is not None and not _nonempty_str(episode_id):
+        raise RecordError(where, "episode_id", f"expected a non-empty string or null, got {episode_id!r}")
+    if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
+        raise RecordError(where, "step", f"expected an integer >= 0 (the step's 0-based position in its episode) "
+                                         f"or null, got {step!r}")
+    if step is not None and episode_id is None:
+        raise RecordError(where, "step", f"step {step} is set without an episode_id; a step belongs to an episode")
+    if episode_id is not None and step is None:
+        raise RecordError(where, "step", f"missing for a record of episode {episode_id!r}; expected its 0-based "
+                                         "position in the episode")
+
+    history_images = values["history_images"]
+    if not isinstance(history_images, list):
+        raise RecordError(where, "history_images", f"expected a list of image paths, got {history_images!r}")
+    if history_images and len(history_images) != len(history):
+        raise RecordError(where, "history_images", f"expected one earlier screenshot per history action "
+                                                   f"({len(history)}), got {len(history_images)}")
+    for i, name in enumerate(history_images):
+        _check_relative_image(name, where, f"history_images[{i}]", base_dir)
+
     record = UIRecord(
         id=values["id"],
         image=image,
@@ -545,13 +619,118 @@ def validate_record(
         history=history,
         split=values["split"],
         distractors=distractors,
+        episode_id=episode_id,
+        step=step,
+        history_images=list(history_images),
         base_dir=None if base_dir is None else Path(base_dir).resolve(),
     )
     if check_image:
         if base_dir is None:
             raise ValueError("check_image=True needs base_dir (the .jsonl file's folder)")
         _check_image_file(record.image_path, size, where, max_pixels)
+        _check_history_files(record, where)
     return record
+
+
+def _check_relative_image(name: Any, where: str, field_name: str, base_dir: str | Path | None) -> None:
+    """An image path as a record holds it: a non-empty string, relative, inside the .jsonl folder."""
+    if not _nonempty_str(name):
+        raise RecordError(where, field_name, f"expected a non-empty path string, got {name!r}")
+    if Path(name).is_absolute():
+        raise RecordError(where, field_name, f"expected a path relative to the .jsonl folder, got absolute path {name!r}")
+    if base_dir is not None:
+        resolve_inside(base_dir, name, where, field_name)
+    elif os.path.normpath(name).split(os.sep)[0] == "..":
+        # Without the folder at hand only '..' can be checked; links are checked once base_dir is known.
+        raise RecordError(where, field_name, f"expected a path inside the .jsonl folder, got {name!r}, which leaves it")
+
+
+def _check_history_files(record: UIRecord, where: str) -> list[Path]:
+    """The record's earlier screenshots must exist; returns their paths."""
+    paths = record.history_image_paths
+    for i, path in enumerate(paths):
+        if path is not None and not path.is_file():
+            raise RecordError(where, f"history_images[{i}]", f"record {record.id!r}: expected an existing earlier "
+                                                             f"screenshot file, but {path} does not exist")
+    return paths
+
+
+def _image_key(value: str | Image.Image, base_dir: Path | None) -> Any:
+    """What makes two image values the same screenshot: the resolved file, or the very same PIL object."""
+    return ("pil", id(value)) if isinstance(value, Image.Image) else ("path", _absolute(value, base_dir))
+
+
+def _episode_problems(records: Iterable[UIRecord], where_of) -> dict[str, RecordError]:
+    """The first problem of each bad episode, keyed by ``episode_id`` (episodes in order of appearance)."""
+    episodes: dict[str, list[UIRecord]] = {}
+    for record in records:
+        if record.episode_id is not None:
+            episodes.setdefault(record.episode_id, []).append(record)
+    problems: dict[str, RecordError] = {}
+    for episode_id, members in episodes.items():
+        try:
+            _check_episode(episode_id, members, where_of)
+        except RecordError as error:
+            problems[episode_id] = error
+    return problems
+
+
+def _check_episode(episode_id: str, members: list[UIRecord], where_of) -> None:
+    by_step: dict[int, UIRecord] = {}
+    for record in members:
+        step = record.step
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise RecordError(where_of(record), "step", f"record {record.id!r} of episode {episode_id!r}: expected "
+                                                        f"its 0-based position in the episode, got {step!r}")
+        if step in by_step:
+            raise RecordError(where_of(record), "step", f"record {record.id!r}: step {step} of episode "
+                                                        f"{episode_id!r} appears twice (also record "
+                                                        f"{by_step[step].id!r})")
+        by_step[step] = record
+    for expected, step in enumerate(sorted(by_step)):
+        if step != expected:
+            record = by_step[step]
+            raise RecordError(where_of(record), "step", f"record {record.id!r} is step {step} of episode "
+                                                        f"{episode_id!r}, but step {expected} has no record; "
+                                                        f"expected steps 0..{len(by_step) - 1} with no gap")
+    ordered = [by_step[i] for i in range(len(by_step))]
+    for step, record in enumerate(ordered):
+        earlier = ordered[:step]
+        expected_history = [r.action for r in earlier]
+        if record.history != expected_history:
+            if len(record.history) != step:
+                detail = f"got {len(record.history)} action(s)"
+            else:
+                i = next(i for i, (a, b) in enumerate(zip(record.history, expected_history)) if a != b)
+                detail = f"history[{i}] is {record.history[i]!r}, but step {i} ({earlier[i].id!r}) did {expected_history[i]!r}"
+            raise RecordError(where_of(record), "history", f"record {record.id!r} (step {step} of episode "
+                                                           f"{episode_id!r}): expected the actions of the "
+                                                           f"episode's {step} earlier step(s), oldest first; {detail}")
+        if record.history_images:
+            for i, (value, previous) in enumerate(zip(record.history_images, earlier)):
+                if _image_key(value, record.base_dir) != _image_key(previous.image, previous.base_dir):
+                    shown = value if isinstance(value, str) else "an in-memory image"
+                    theirs = previous.image if isinstance(previous.image, str) else "an in-memory image"
+                    raise RecordError(where_of(record), f"history_images[{i}]",
+                                      f"record {record.id!r}: expected the screenshot of step {i} "
+                                      f"({previous.id!r}), {theirs!r}, got {shown!r}")
+
+
+def validate_episodes(records: Iterable[UIRecord]) -> None:
+    """Check that the records of each episode fit together.
+
+    Records with an ``episode_id`` are grouped by it; within an episode the ``step`` values must be
+    0..n-1, each once, and every record's ``history`` must equal the actions of the episode's
+    earlier steps (oldest first), and its ``history_images``, when given, their ``image``
+    screenshots (the same files, or the same in-memory images). Records without an ``episode_id``
+    are single-step and not checked.
+
+    Raises:
+        RecordError: For the first bad episode, naming the record (its id) and the field.
+    """
+    problems = _episode_problems(records, lambda record: f"episode {record.episode_id!r}")
+    if problems:
+        raise next(iter(problems.values()))
 
 
 # ---------------------------------------------------------------------------
@@ -624,7 +803,11 @@ class RecordList(list):
 
 
 def read_records(
-    jsonl_path: str | Path, strict: bool = True, check_images: bool = True, max_pixels: int | None = None
+    jsonl_path: str | Path,
+    strict: bool = True,
+    check_images: bool = True,
+    max_pixels: int | None = None,
+    check_episodes: bool = True,
 ) -> RecordList:
     """Read and validate every record of a ``.jsonl`` file.
 
@@ -637,6 +820,10 @@ def read_records(
             ``image_size``. Turn off only for speed on data already checked.
         max_pixels: Largest screenshot accepted (width x height); default
             :data:`MAX_IMAGE_PIXELS`.
+        check_episodes: Check the episodes with :func:`validate_episodes`
+            once every record is read. With ``strict=False`` an inconsistent
+            episode (including one that lost a record to another error) is
+            left out whole, each of its records listed in the report.
 
     Returns:
         The records, as a list subclass with a ``report`` attribute.
@@ -665,6 +852,10 @@ def read_records(
                 if record.image_path not in image_sizes:
                     image_sizes[record.image_path] = image_file_size(record.image_path, where, max_pixels=max_pixels)
                 _check_image_size(record.image_path, image_sizes[record.image_path], record.image_size, where)
+                for i, history_path in enumerate(_check_history_files(record, where)):
+                    if history_path not in image_sizes:
+                        image_sizes[history_path] = image_file_size(history_path, where, max_pixels=max_pixels,
+                                                                    field_name=f"history_images[{i}]")
         except RecordError as exc:
             if strict:
                 raise
@@ -672,6 +863,19 @@ def read_records(
             continue
         seen_ids[record.id] = number
         records.append(record)
+
+    if check_episodes:
+        problems = _episode_problems(records, lambda record: f"{path} record {seen_ids[record.id]}")
+        if problems and strict:
+            raise next(iter(problems.values()))
+        for episode_id, error in problems.items():
+            for record in records:
+                if record.episode_id == episode_id:
+                    report.skipped.append(str(error) if str(error).startswith(f"{path} record {seen_ids[record.id]}:")
+                                          else f"{path} record {seen_ids[record.id]}: left out with its episode "
+                                               f"{episode_id!r}, which is inconsistent: {error}")
+        if problems:
+            records[:] = [record for record in records if record.episode_id not in problems]
 
     report.n_ok = len(records)
     records.report = report
@@ -684,33 +888,73 @@ def _safe_filename(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", text)
 
 
-def _place_image(record: UIRecord, root: Path, image_dir: str, where: str) -> str:
-    """Make sure the record's image is a file under ``root``; return its relative path."""
-    if isinstance(record.image, Image.Image):
-        target = root / image_dir / f"{_safe_filename(record.id)}.png"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        record.image.save(target, format="PNG")
-        return target.relative_to(root).as_posix()
-    source = Path(record.image)
+def _image_source(value: str | Image.Image, base_dir: Path | None, root: Path, where: str, field_name: str,
+                  missing: str = "expected an existing image file") -> Path | Image.Image:
+    """The file (or in-memory image) an image value of a record to be written names."""
+    if isinstance(value, Image.Image):
+        return value
+    source = Path(value)
     if source.is_absolute():
         # Only records built in code hold absolute paths (validation refuses them in files):
-        # the caller named that file, so it is copied in below.
+        # the caller named that file, so it is copied in.
         source = source.resolve()
-    elif record.base_dir is not None:
+    elif base_dir is not None:
         # Relative to the dataset the record was read from: it must not leave that folder.
-        source = resolve_inside(record.base_dir, record.image, where, folder_kind="the record's folder (base_dir)")
+        source = resolve_inside(base_dir, value, where, field_name, folder_kind="the record's folder (base_dir)")
     else:
         # Records built in code without a base_dir are relative to the destination folder.
-        source = resolve_inside(root, record.image, where)
+        source = resolve_inside(root, value, where, field_name)
     if not source.is_file():
-        raise RecordError(where, "image", f"expected an existing image file, but {source} does not exist")
+        raise RecordError(where, field_name, f"{missing}, but {source} does not exist")
+    return source
+
+
+def _place_source(source: Path | Image.Image, root: Path, target_stem: str) -> str:
+    """Make sure ``source`` is a file under ``root`` (saved or copied to ``target_stem`` + suffix); its relative path."""
+    if isinstance(source, Image.Image):
+        target = root / f"{target_stem}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        source.save(target, format="PNG")
+        return target.relative_to(root).as_posix()
     if source.is_relative_to(root):
         return source.relative_to(root).as_posix()
     # Keep datasets self-contained: copy images living elsewhere into the folder.
-    target = root / image_dir / f"{_safe_filename(record.id)}{source.suffix or '.png'}"
+    target = root / f"{target_stem}{source.suffix or '.png'}"
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, target)
     return target.relative_to(root).as_posix()
+
+
+def _source_key(source: Path | Image.Image) -> Any:
+    return ("pil", id(source)) if isinstance(source, Image.Image) else ("path", source)
+
+
+def _place_image(record: UIRecord, root: Path, image_dir: str, where: str) -> tuple[str, Any]:
+    """Make sure the record's image is a file under ``root``; return its relative path and source key."""
+    source = _image_source(record.image, record.base_dir, root, where, "image")
+    return _place_source(source, root, f"{image_dir}/{_safe_filename(record.id)}"), _source_key(source)
+
+
+def _place_history_images(record: UIRecord, root: Path, image_dir: str, where: str, placed: dict[Any, str],
+                          placed_steps: dict[tuple[str, int], tuple[Any, str]]) -> list[str]:
+    """Relative paths of the record's earlier screenshots, reusing the files written for the earlier steps."""
+    relative = []
+    for i, value in enumerate(record.history_images):
+        source = _image_source(value, record.base_dir, root, where, f"history_images[{i}]",
+                               missing=f"record {record.id!r}: expected an existing earlier screenshot file")
+        key = _source_key(source)
+        step_key, step_path = placed_steps.get((record.episode_id, i), (None, None))
+        if step_key == key:
+            relative.append(step_path)  # the very file written for that step's record
+        elif key in placed:
+            relative.append(placed[key])
+        else:
+            # Not the screenshot of any record written here. Record images are named by their id in
+            # image_dir itself (ids lose their '/'), so the history/ sub-folder cannot clash with them.
+            path = _place_source(source, root, f"{image_dir}/history/{_safe_filename(record.id)}-{i:02d}")
+            placed[key] = path
+            relative.append(path)
+    return relative
 
 
 def write_records(
@@ -729,6 +973,13 @@ def write_records(
     * a relative path that leaves its folder (through ``..`` or a symbolic
       link pointing out) is refused, as when reading.
 
+    ``history_images`` entries are placed the same way, but an earlier
+    screenshot that is the image of a record written here (the same file, or
+    the same in-memory image) points at that record's file, so that it names
+    the very file of the episode's earlier step; any other is saved or copied
+    to ``<image_dir>/history/<id>-<i><suffix>``. Once placed, the episodes are
+    checked with :func:`validate_episodes`.
+
     The file is written to a temporary name and renamed, so a failure never
     leaves a half-written dataset behind.
 
@@ -742,22 +993,40 @@ def write_records(
         The path written.
 
     Raises:
-        RecordError: If a record is invalid or an id repeats.
+        RecordError: If a record is invalid, an id repeats or an episode's
+            records do not fit together.
     """
     path = Path(jsonl_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     root = path.parent.resolve()
-    lines = []
+    records = list(records)
     seen_ids: set[str] = set()
+    images: list[str] = []
+    placed: dict[Any, str] = {}  # source file or in-memory image -> its path in the folder (first record's)
+    placed_steps: dict[tuple[str, int], tuple[Any, str]] = {}  # (episode_id, step) -> (source, path)
     for number, record in enumerate(records, start=1):
         where = f"{path} record {number}"
         if record.id in seen_ids:
             raise RecordError(where, "id", f"expected a unique id, but {record.id!r} repeats")
         seen_ids.add(record.id)
-        relative = _place_image(record, root, image_dir, where)
-        obj = dataclasses.replace(record, image=relative, base_dir=root).to_json()
-        validate_record(obj, where, base_dir=root, check_image=True, max_pixels=max_pixels)
+        relative, key = _place_image(record, root, image_dir, where)
+        images.append(relative)
+        placed.setdefault(key, relative)
+        if record.episode_id is not None and record.step is not None:
+            placed_steps[(record.episode_id, record.step)] = (key, relative)
+    # Earlier screenshots are placed once every record's own is, so that each points at the file of
+    # its step's record, in whatever order the records come.
+    lines, written, line_of = [], [], {}
+    for number, (record, relative) in enumerate(zip(records, images), start=1):
+        where = f"{path} record {number}"
+        history = _place_history_images(record, root, image_dir, where, placed, placed_steps)
+        obj = dataclasses.replace(record, image=relative, history_images=history, base_dir=root).to_json()
+        written.append(validate_record(obj, where, base_dir=root, check_image=True, max_pixels=max_pixels))
+        line_of[record.id] = number
         lines.append(json.dumps(obj, ensure_ascii=False) + "\n")
+    problems = _episode_problems(written, lambda record: f"{path} record {line_of[record.id]}")
+    if problems:
+        raise next(iter(problems.values()))
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("".join(lines), encoding="utf-8")
     os.replace(tmp, path)
@@ -769,7 +1038,7 @@ def write_records(
 # ---------------------------------------------------------------------------
 
 # Bump when the row layout below changes, so old Arrow caches are not reused.
-_ARROW_SCHEMA_VERSION = "2"
+_ARROW_SCHEMA_VERSION = "3"
 
 
 def _features():
@@ -793,6 +1062,10 @@ def _features():
             "split": datasets.Value("string"),
             # JSON text: null (not recorded) and [] (no other candidate) must stay apart.
             "distractors": datasets.Value("string"),
+            "episode_id": datasets.Value("string"),
+            "step": datasets.Value("int32"),
+            # Absolute paths, like "image".
+            "history_images": datasets.List(datasets.Value("string")),
         }
     )
 
@@ -803,6 +1076,9 @@ def _record_to_row(record: UIRecord) -> dict[str, Any]:
     row["action"] = json.dumps(record.action)
     row["history"] = json.dumps(record.history)
     row["distractors"] = json.dumps(record.distractors)
+    row["episode_id"] = record.episode_id
+    row["step"] = record.step
+    row["history_images"] = [str(p) for p in record.history_image_paths]
     return row
 
 
@@ -829,7 +1105,8 @@ def load_dataset(
     Columns: ``image`` is the absolute path of the screenshot (cast it with
     ``ds.cast_column("image", datasets.Image())`` to decode lazily);
     ``action`` and ``history`` are JSON strings; ``bbox`` is null or four
-    floats. :func:`record_from_row` turns a row back into a :class:`UIRecord`.
+    floats; ``episode_id`` and ``step`` are null for single-step records and
+    ``history_images`` holds absolute paths, like ``image``. :func:`record_from_row` turns a row back into a :class:`UIRecord`.
 
     Args:
         jsonl_path: The ``.jsonl`` file.
@@ -863,7 +1140,7 @@ def load_dataset(
 def record_from_row(row: Mapping[str, Any]) -> UIRecord:
     """Turn a row of :func:`load_dataset`'s dataset back into a :class:`UIRecord`.
 
-    The image path in the row is absolute, so the record needs no ``base_dir``.
+    The image paths in the row (``image``, ``history_images``) are absolute, so the record needs no ``base_dir``.
     """
     bbox = row["bbox"]
     if bbox is not None:
@@ -882,6 +1159,9 @@ def record_from_row(row: Mapping[str, Any]) -> UIRecord:
         history=json.loads(row["history"]),
         split=row["split"],
         distractors=json.loads(row["distractors"]) if row.get("distractors") is not None else None,
+        episode_id=row.get("episode_id"),
+        step=row.get("step"),
+        history_images=list(row.get("history_images") or []),
     )
 
 
@@ -898,16 +1178,21 @@ def split_records(
 ) -> dict[str, list[UIRecord]]:
     """Randomly assign records to splits, deterministically under ``seed``.
 
-    Records sharing a screenshot are kept in the same split (when
-    ``group_by_image``), because a model that saw a screen during training
-    would otherwise be tested on it.
+    The records of one episode (same ``episode_id``) always go to the same
+    split: an episode cut in two would leave steps whose ``history`` names
+    actions of records in another split. Records sharing a screenshot are
+    kept in the same split too (when ``group_by_image``), because a model
+    that saw a screen during training would otherwise be tested on it; an
+    episode and a record sharing one of its screenshots form one group.
+    Groups, not records, are shuffled and cut at the fractions.
 
     Args:
         records: Records to split (not modified).
         fractions: Split name -> fraction, summing to 1. Defaults to
             ``{"train": 0.8, "validation": 0.1, "test": 0.1}``.
         seed: Shuffle seed.
-        group_by_image: Keep records with the same image together.
+        group_by_image: Keep records with the same image together (episodes
+            are kept whole either way).
 
     Returns:
         Split name -> records, each a copy with its ``split`` field set.
@@ -921,16 +1206,38 @@ def split_records(
     if not math.isclose(sum(fractions.values()), 1.0, abs_tol=1e-6):
         raise ValueError(f"split fractions must sum to 1, got {sum(fractions.values())}")
 
-    groups: dict[Any, list[UIRecord]] = {}
-    for record in records:
-        if not group_by_image:
-            key = ("record", record.id)
-        elif isinstance(record.image, Image.Image):
-            key = ("pil", id(record.image))
-        else:
-            key = ("path", str(record.image_path))
-        groups.setdefault(key, []).append(record)
-    ordered = list(groups.values())
+    # Union-find over record positions: records sharing an episode or (with group_by_image) a
+    # screenshot end up in one group. Groups keep the order of their first record, so without
+    # episodes the groups, and the split, are the image groups of before.
+    parent = list(range(len(records)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first_with_key: dict[Any, int] = {}
+    for i, record in enumerate(records):
+        keys = []
+        if record.episode_id is not None:
+            keys.append(("episode", record.episode_id))
+        if group_by_image:
+            if isinstance(record.image, Image.Image):
+                keys.append(("pil", id(record.image)))
+            else:
+                keys.append(("path", str(record.image_path)))
+        for key in keys:
+            if key in first_with_key:
+                a, b = root(first_with_key[key]), root(i)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+            else:
+                first_with_key[key] = i
+    groups: dict[int, list[UIRecord]] = {}
+    for i, record in enumerate(records):
+        groups.setdefault(root(i), []).append(record)
+    ordered = [groups[key] for key in sorted(groups)]
     random.Random(seed).shuffle(ordered)
 
     # Cut the shuffled groups at cumulative fraction boundaries of the group count.
