@@ -12,6 +12,7 @@ import importlib.util
 
 import torch
 
+from ...core.actions import ACTION_FORMATS, Action, render_action
 from ...core.config import RunConfig
 from ...families.registry import FAMILIES
 from ..features import cache_decision, mode_dependent_in_spec
@@ -35,6 +36,112 @@ CUDA_CONTEXT_GIB = 0.5
 ALLOCATOR_SLACK = 0.15
 # A CPU training process: Python with torch, transformers and peft imported (resident set size).
 CPU_PROCESS_GIB = 0.6
+
+# -- episode history (data.history_window, data.history_images) ---------------------------------------
+#: Data sources whose records are steps of episodes, so ``data.history_window: auto`` writes earlier actions
+#: (MiniWoB++ demonstrations and the synthetic multi-step task are episodes too); every other source is
+#: single-step.
+EPISODE_SOURCES = ("aitw", "androidcontrol", "mind2web", "miniwob", "tasks-multistep")
+#: Earlier actions ``data.history_window: auto`` writes for an episode source.
+AUTO_HISTORY_WINDOW = 4
+
+#: The actions the per-action token count is measured on: episode steps are mostly clicks (two, with three
+#: and four digits), then typing, scrolling and keys.
+HISTORY_ACTION_SAMPLES = (Action("click", x=512, y=300), Action("click", x=1088, y=64),
+                          Action("type", text="weather in paris"), Action("scroll", direction="down", amount=100),
+                          Action("press", key="Enter"))
+#: Tokens one earlier action costs in the user turn. The prompt's history block
+#: (:func:`uivlm_helpers.core.prompts.history_text`) writes each as a numbered line, ``"1. click(512, 300)"``,
+#: in the run's action format; the count is that line with its newline, the mean over
+#: :data:`HISTORY_ACTION_SAMPLES` rounded up, per ``model.action_format``. Measured with
+#: :func:`history_action_tokens` on the tiny Qwen2-VL tokenizer (``uivlm/tiny-qwen2-vl``; per sample, text:
+#: 14 14 16 12 7, json: 25 25 24 23 15, coordinates: 12 12 16 9 7); ``python -m bench.bench_history`` prints
+#: them again. That tokenizer splits text with the published Qwen2 pre-tokenizer's rules (every digit its
+#: own token, punctuation and the space before a number apart), so clicks, scrolls and keys count the same
+#: as with the published 151k-token vocabulary; only the typed words merge further there ("weather in
+#: paris": 3 tokens instead of 9), which makes these counts an upper bound by at most ~1 token per action.
+HISTORY_ACTION_TOKENS = {"text": 13, "json": 23, "coordinates": 12}
+#: Tokens of the history block besides its action lines, by how many earlier screenshots it explains (0, 1,
+#: 2 or more): the heading "Previous actions, oldest first:", the blank line before the task prompt and the
+#: sentence saying which image is which. Measured on the same tokenizer (``bench.bench_history``); the
+#: published vocabulary merges these English words further, so they too are an upper bound.
+HISTORY_BLOCK_TOKENS = {0: 18, 1: 47, 2: 55}
+#: Tokens around each extra image besides its image tokens: Qwen's ``<|vision_start|>`` / ``<|vision_end|>``
+#: (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, Qwen3.5), Idefics2's two ``<fake_token_around_image>``.
+HISTORY_IMAGE_WRAPPER_TOKENS = 2
+
+
+def history_window_for(source: str, window) -> int:
+    """How many earlier actions ``data.history_window`` writes for a ``data.source``.
+
+    An int is itself; ``"auto"`` is :data:`AUTO_HISTORY_WINDOW` for an episode source
+    (:data:`EPISODE_SOURCES`, also with a ``":..."`` selection such as ``"miniwob:click-test"``, or a folder
+    whose name is one of them or starts with one and ``-`` / ``_``, e.g. ``data/aitw_general``) and 0 for
+    every other source.
+
+    Raises:
+        ValueError: ``window`` is neither ``"auto"`` nor a whole number >= 0.
+    """
+    if isinstance(window, str) and window.strip().lower() == "auto":
+        text = str(source or "").strip().lower()
+        name = text.split(":", 1)[0]
+        folder = text.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+        episode = name in EPISODE_SOURCES or any(folder == s or folder.startswith((s + "-", s + "_"))
+                                                 for s in EPISODE_SOURCES)
+        return AUTO_HISTORY_WINDOW if episode else 0
+    if isinstance(window, str) and window.strip().isdigit():
+        return int(window)
+    if isinstance(window, bool) or not isinstance(window, int) or window < 0:
+        raise ValueError(f"data.history_window: expected 'auto' or 0 or more earlier actions, got {window!r}")
+    return window
+
+
+def history_action_tokens(tokenizer, action_format: str = "text") -> float:
+    """The mean tokens of one earlier action's numbered line (``"1. click(512, 300)"`` and its newline) over
+    :data:`HISTORY_ACTION_SAMPLES`, counted with a real tokenizer (what :data:`HISTORY_ACTION_TOKENS` holds,
+    rounded up)."""
+    if action_format not in ACTION_FORMATS:
+        raise ValueError(f"action_format: expected one of {ACTION_FORMATS}, got {action_format!r}")
+    counts = [len(tokenizer(f"{i}. {render_action(action, action_format)}\n", add_special_tokens=False)["input_ids"])
+              for i, action in enumerate(HISTORY_ACTION_SAMPLES, 1)]
+    return sum(counts) / len(counts)
+
+
+def history_block_tokens(images: int) -> int:
+    """:data:`HISTORY_BLOCK_TOKENS` for a block explaining ``images`` earlier screenshots."""
+    return HISTORY_BLOCK_TOKENS[min(images, 2)]
+
+
+def multi_image_families() -> list[str]:
+    """The families whose processor takes several images in one user turn (plug-in ``multi_image``)."""
+    return sorted(plugin.display for plugin in FAMILIES.values() if plugin.multi_image)
+
+
+def check_history_images(config: RunConfig, spec: dict) -> int:
+    """``data.history_images`` for this model: the count, or 0.
+
+    Raises:
+        ValueError: history screenshots asked of a single-image family (LLaVA-1.5, PaliGemma, Florence-2...).
+    """
+    count = config.data.history_images
+    if count and not FAMILIES[spec["family"]].multi_image:
+        raise ValueError(f"data.history_images={count}: {FAMILIES[spec['family']].display} "
+                         f"({config.model.name}) takes one image per prompt; earlier screenshots need a "
+                         f"multi-image family: {', '.join(multi_image_families())} (or set data.history_images "
+                         f"to 0 and keep the earlier actions as text, data.history_window)")
+    return count
+
+
+def history_pixel_budget(config: RunConfig, spec: dict) -> int | None:
+    """Pixels of each history screenshot: ``model.history_max_pixels``, else a quarter of the main budget
+    (``model.max_pixels``, else the checkpoint's). None for a family whose image tokens do not depend on a
+    pixel budget (fixed-size or tiled images)."""
+    if config.model.history_max_pixels is not None:
+        return config.model.history_max_pixels
+    rule = spec["image_tokens"]
+    main = config.model.max_pixels if config.model.max_pixels is not None else rule.get("max_pixels")
+    return main // 4 if main else None
+
 
 COMPONENTS = ("weights", "lora", "gradients", "optimizer", "activations", "logits", "overhead")
 

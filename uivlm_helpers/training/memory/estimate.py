@@ -45,15 +45,65 @@ import math
 from ...core.config import RunConfig
 from ...models.model_configs import architecture_spec, image_token_count, vision_lora_parameter_count
 from .components import (ALLOCATOR_SLACK, CPU_PROCESS_GIB, CUDA_CONTEXT_GIB, DEFAULT_ANSWER_TOKENS,
-                         DEFAULT_TEXT_TOKENS, DTYPE_BYTES, GIB, INT8_BYTES, NF4_BYTES, detect_device_gib,
-                         encoder_decoder_bytes, fast_path_switches, is_gpu, layer_bytes, lora_param_count,
-                         lora_targets, pixel_bytes, vision_bytes, weight_dtype)
+                         DEFAULT_TEXT_TOKENS, DTYPE_BYTES, GIB, HISTORY_ACTION_TOKENS, HISTORY_IMAGE_WRAPPER_TOKENS,
+                         INT8_BYTES, NF4_BYTES, check_history_images, detect_device_gib, encoder_decoder_bytes,
+                         fast_path_switches, history_block_tokens, history_pixel_budget, history_window_for,
+                         is_gpu, layer_bytes, lora_param_count, lora_targets, pixel_bytes, vision_bytes,
+                         weight_dtype)
+
+
+def history_cost(config: RunConfig, image_size: tuple[int, int] | None = None, *,
+                 history_action_tokens: float | None = None, spec: dict | None = None) -> dict:
+    """The tokens the episode history adds to each sample (``data.history_window``, ``data.history_images``).
+
+    * text: the window (:func:`.components.history_window_for`: ``auto`` resolves by ``data.source``) times the
+      tokens of one earlier action (``history_action_tokens``, e.g. counted with the run's tokenizer by
+      :func:`.components.history_action_tokens`; default :data:`.components.HISTORY_ACTION_TOKENS` for
+      ``model.action_format``), plus the block's heading and image note
+      (:data:`.components.HISTORY_BLOCK_TOKENS`) when the window is not 0 (a step with a full window: the
+      longest sample of an episode);
+    * images: each earlier screenshot is the screen at the history pixel budget
+      (:func:`.components.history_pixel_budget`), counted by the family's own rule
+      (:func:`uivlm_helpers.models.model_configs.image_token_count`), plus the tokens around an image
+      (:data:`.components.HISTORY_IMAGE_WRAPPER_TOKENS`).
+
+    Returns:
+        ``{"window", "action_tokens", "block_tokens", "text_tokens", "images", "pixels", "image",
+        "image_tokens", "tokens"}``: ``image`` is one history screenshot's ``{"tokens", "patches", "resized"}`` (None
+        without history images), ``image_tokens`` its tokens with the wrapper, ``tokens`` the total per
+        sample.
+
+    Raises:
+        ValueError: history screenshots for a single-image family (the message names the families that
+            take them), or a ``data.history_window`` that is neither ``auto`` nor a whole number >= 0.
+    """
+    spec = spec or architecture_spec(config.model.name)
+    m = config.model
+    width, height = image_size or (config.data.image_width, config.data.image_height)
+    window = history_window_for(config.data.source, config.data.history_window)
+    per_action = (HISTORY_ACTION_TOKENS[m.action_format] if history_action_tokens is None
+                  else history_action_tokens)
+    images = check_history_images(config, spec)
+    pixels = history_pixel_budget(config, spec) if images else None
+    image = None
+    if images:
+        rule = spec["image_tokens"]
+        floor = m.min_pixels if m.min_pixels is not None else rule.get("min_pixels")
+        image = image_token_count(spec, width, height, min(floor, pixels) if floor and pixels else floor, pixels)
+    image_tokens = image["tokens"] + HISTORY_IMAGE_WRAPPER_TOKENS if image else 0
+    block = history_block_tokens(images) if window else 0
+    text_tokens = window * per_action + block
+    return {"window": window, "action_tokens": per_action, "block_tokens": block, "text_tokens": text_tokens,
+            "images": images,
+            "pixels": pixels, "image": image, "image_tokens": image_tokens,
+            "tokens": math.ceil(text_tokens) + images * image_tokens}
 
 
 def estimate_training_memory(config: RunConfig, image_size: tuple[int, int] | None = None, *,
                              text_tokens: int | None = None, answer_tokens: int | None = None,
                              keep_logits: bool = False, frozen_vision_graph: bool | None = None,
-                             padded: bool = True, spec: dict | None = None) -> dict:
+                             padded: bool = True, history_action_tokens: float | None = None,
+                             spec: dict | None = None) -> dict:
     """Estimate the peak device memory of one training step with these settings.
 
     Args:
@@ -72,16 +122,24 @@ def estimate_training_memory(config: RunConfig, image_size: tuple[int, int] | No
         padded: batches of two or more are padded to their longest sample (instructions differ in
             length), so SDPA gets an attention mask and the decoder's k/v are repeated to every query
             head (grouped-query models save them that wide). False: every sample has the same length.
+        history_action_tokens: tokens of one earlier action in the prompt (``data.history_window``), e.g.
+            counted with the run's tokenizer; default :data:`.components.HISTORY_ACTION_TOKENS`.
         spec: an architecture spec to use instead of looking up ``config.model.name``.
+
+    The episode history (:func:`history_cost`) lengthens every sample: the earlier actions as text and the
+    earlier screenshots (``data.history_images``) as image tokens, which also go through the vision tower.
 
     Returns:
         ``{"components": {name: GiB}, "total_gib", "peak_allocated_gib", "params", "trainable_params",
-        "sequence_tokens", "image_tokens", "assumptions": {...}}``. ``total_gib`` includes the overhead
+        "sequence_tokens", "image_tokens", "history", "assumptions": {...}}``. ``image_tokens`` counts the
+        main screenshot; ``history`` is :func:`history_cost`'s answer, its ``tokens`` part of
+        ``sequence_tokens``. ``total_gib`` includes the overhead
         (what the device must have); ``peak_allocated_gib`` is what ``torch.cuda.max_memory_allocated``
         reports.
 
     Raises:
-        ValueError: the model is not known offline (see ``model_configs.architecture_spec``).
+        ValueError: the model is not known offline (see ``model_configs.architecture_spec``); history
+            screenshots asked of a single-image family (see :func:`history_cost`).
     """
 
     spec = spec or architecture_spec(config.model.name)
@@ -89,7 +147,8 @@ def estimate_training_memory(config: RunConfig, image_size: tuple[int, int] | No
         config = copy.deepcopy(config)
         config.training.uncheckpointed_layers, _ = auto_uncheckpointed_layers(
             config, image_size, text_tokens=text_tokens, answer_tokens=answer_tokens, keep_logits=keep_logits,
-            frozen_vision_graph=frozen_vision_graph, padded=padded, spec=spec)
+            frozen_vision_graph=frozen_vision_graph, padded=padded, history_action_tokens=history_action_tokens,
+            spec=spec)
     m, t = config.model, config.training
     width, height = image_size or (config.data.image_width, config.data.image_height)
     batch = t.batch_size
@@ -113,12 +172,17 @@ def estimate_training_memory(config: RunConfig, image_size: tuple[int, int] | No
 
     # Tokens.
     image = image_token_count(spec, width, height, m.min_pixels, m.max_pixels)
+    history = history_cost(config, (width, height), history_action_tokens=history_action_tokens, spec=spec)
     text_tokens = DEFAULT_TEXT_TOKENS if text_tokens is None else text_tokens
     encoder_decoder = spec["architecture"] == "encoder_decoder"
-    seq = image["tokens"] + text_tokens
+    seq = image["tokens"] + text_tokens + history["tokens"]
     dec = (DEFAULT_ANSWER_TOKENS if answer_tokens is None else answer_tokens) if encoder_decoder else 0
     tokens = batch * seq
-    patches = batch * image["patches"]
+    # Every screenshot of a sample goes through the tower: the main one and the history's.
+    history_patches = history["images"] * history["image"]["patches"] if history["images"] else 0
+    history_image_tokens = history["images"] * history["image"]["tokens"] if history["images"] else 0
+    patches = batch * (image["patches"] + history_patches)
+    image_tokens_all = batch * (image["tokens"] + history_image_tokens)
 
     # Parameters.
     # The tower trains unless frozen: with LoRA through adapters on its linear layers (the wrapper's
@@ -155,14 +219,15 @@ def estimate_training_memory(config: RunConfig, image_size: tuple[int, int] | No
     checkpointing = t.gradient_checkpointing
     vision_graph = (not vision_frozen) or (checkpointing if frozen_vision_graph is None else frozen_vision_graph)
     vision_graph = vision_graph and not cache_features
-    vision = vision_bytes(spec, patches, batch * image["tokens"], act, graph=vision_graph,
+    vision = vision_bytes(spec, patches, image_tokens_all, act, graph=vision_graph,
                            checkpointing=checkpointing, trainable=not vision_frozen)
     if cache_features:   # the batch carries the tower's output (image tokens x hidden) instead of pixels
         # (with DeepStack, Qwen3-VL, also each level's features: one more hidden-wide row per level)
         widths = 1 + len(spec["vision"].get("deepstack_visual_indexes") or [])
-        inputs = batch * image["tokens"] * text["hidden_size"] * widths * act + 64 * tokens
-    else:
-        inputs = pixel_bytes(spec, image["patches"]) * batch + 64 * tokens   # pixels; ids, masks, positions
+        inputs = image_tokens_all * text["hidden_size"] * widths * act + 64 * tokens
+    else:   # pixels (the main screenshot's and the history's); ids, masks, positions
+        history_pixels = history["images"] * pixel_bytes(spec, history["image"]["patches"]) if history["images"] else 0
+        inputs = (pixel_bytes(spec, image["patches"]) + history_pixels) * batch + 64 * tokens
     h = text["hidden_size"]
     if encoder_decoder:
         per_sample = encoder_decoder_bytes(text, act=act, lora_in=lora_in, mask=mask, targets=targets,
@@ -232,6 +297,7 @@ def estimate_training_memory(config: RunConfig, image_size: tuple[int, int] | No
         "trainable_params": int(trainable),
         "sequence_tokens": int(seq),
         "image_tokens": int(image["tokens"]),
+        "history": history,
         "batch_size": batch,
         "assumptions": {
             "device": "cuda" if gpu else "cpu",
@@ -248,6 +314,9 @@ def estimate_training_memory(config: RunConfig, image_size: tuple[int, int] | No
             "image": {"size": (width, height), "resized": image["resized"], "patches": image["patches"],
                       "tokens": image["tokens"]},
             "text_tokens": text_tokens,
+            "history": (f"{history['window']} earlier actions x {history['action_tokens']:g} tokens + "
+                        f"{history['images']} screenshots x {history['image_tokens']} tokens"
+                        + (f" at {history['pixels']:,} px" if history["images"] and history["pixels"] else "")),
             "decoder_tokens": dec or None,
             "keep_logits": keep_logits and not fused_loss,
             "padded": padded,
@@ -262,7 +331,7 @@ def estimate_training_memory(config: RunConfig, image_size: tuple[int, int] | No
         "inputs": {"config": copy.deepcopy(config), "image_size": (width, height),
                    "options": {"text_tokens": text_tokens, "answer_tokens": answer_tokens,
                                "keep_logits": keep_logits, "frozen_vision_graph": frozen_vision_graph,
-                               "padded": padded,
+                               "padded": padded, "history_action_tokens": history_action_tokens,
                                "spec": spec}},
     }
 

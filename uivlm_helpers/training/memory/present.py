@@ -12,9 +12,10 @@ import pandas as pd
 from IPython.display import display
 
 from ...core.config import RunConfig
+from ...families.registry import FAMILIES
 from .components import detect_device_gib
 from .estimate import estimate_training_memory, plan_uncheckpointed_layers
-from .suggest import suggest_changes
+from .suggest import reestimate, suggest_changes
 
 _DESCRIPTIONS = {
     "weights": "model weights (dtype / quantization)",
@@ -70,14 +71,15 @@ def estimate_figure(estimate: dict, path=None, gpu_gib: float | None = None):
 
 def fits_message(estimate: dict, gpu_gib: float | None = None) -> str:
     """One line: does the estimate fit ``gpu_gib`` (default: this machine's first GPU), and if not, the
-    cheapest settings change that makes it fit (found by re-estimating)."""
+    cheapest settings change that makes it fit (found by re-estimating); with an episode history, what the
+    history costs and what a longer one would (:func:`history_note`)."""
     name = None
     if gpu_gib is None:
         gpu_gib, name = detect_device_gib()
         if gpu_gib is None:
             return (f"No GPU here: training these settings needs ~{estimate['total_gib']:.1f} GiB "
                     f"({'RAM on the CPU' if estimate['assumptions']['device'] == 'cpu' else 'of GPU memory'})"
-                    + _length_note(estimate))
+                    + history_note(estimate) + _length_note(estimate))
     where = f"{gpu_gib:.1f} GiB" + (f" ({name})" if name else "")
     total = estimate["total_gib"]
     if total <= gpu_gib:
@@ -90,7 +92,37 @@ def fits_message(estimate: dict, gpu_gib: float | None = None) -> str:
         else:
             text, _, new = found
             message = f"won't fit in {where} (needs ~{total:.1f} GiB): try {text} (~{new['total_gib']:.1f} GiB)"
-    return message + _length_note(estimate)
+    return message + history_note(estimate) + _length_note(estimate)
+
+
+def history_note(estimate: dict) -> str:
+    """What the episode history costs, e.g. ``"; history: 4 actions (~70 tokens) + 2 screenshots at
+    200,704 px (~516 tokens): +1.23 GiB; 4 more actions +0.05 GiB, one more screenshot +0.41 GiB"`` (each
+    found by re-estimating without the history, or with a longer one); ``""`` without history."""
+    history = estimate.get("history")
+    if not history or not history["tokens"]:
+        return ""
+    parts = []
+    if history["window"]:
+        parts.append(f"{history['window']} actions (~{history['text_tokens']:.0f} tokens)")
+    if history["images"]:
+        at = f" at {history['pixels']:,} px" if history["pixels"] else ""
+        parts.append(f"{history['images']} screenshot{'s' if history['images'] > 1 else ''}{at} "
+                     f"(~{history['images'] * history['image_tokens']:,} tokens)")
+    total = estimate["total_gib"]
+    without = reestimate(estimate, **{"data.history_window": 0, "data.history_images": 0})["total_gib"]
+    more_actions = reestimate(estimate, **{"data.history_window": history["window"] + 4})["total_gib"] - total
+    longer = [f"4 more actions +{more_actions:.2f} GiB"]
+    if _multi_image(estimate):
+        more_image = reestimate(estimate, **{"data.history_images": history["images"] + 1})["total_gib"] - total
+        longer.append(f"one more screenshot +{more_image:.2f} GiB")
+    return f"; history: {' + '.join(parts)}: +{total - without:.2f} GiB; " + ", ".join(longer)
+
+
+def _multi_image(estimate: dict) -> bool:
+    """The estimated model's family takes several images (so one more history screenshot is an option)."""
+    spec = estimate["inputs"]["options"]["spec"]
+    return bool(spec) and FAMILIES[spec["family"]].multi_image
 
 
 def _room_note(estimate: dict, gpu_gib: float) -> str:

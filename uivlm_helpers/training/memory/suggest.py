@@ -1,6 +1,6 @@
 """Which settings change makes a training memory estimate fit a device: the cheapest first, found by
 re-estimating with each candidate (a smaller batch with more accumulation, checkpointing, 4-bit, fewer
-pixels), alone and then together."""
+pixels, smaller or no history screenshots), alone and then together."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import copy
 from .estimate import estimate_training_memory
 
 
-def _reestimate(estimate: dict, **changes) -> dict:
-    """The same estimate with dotted configuration keys changed (``{"training.batch_size": 2}``)."""
+def reestimate(estimate: dict, **changes) -> dict:
+    """The same estimate with dotted configuration keys changed (``{"training.batch_size": 2}``), the same
+    screenshot size and options."""
     config = copy.deepcopy(estimate["inputs"]["config"])
     for key, value in changes.items():
         node = config
@@ -51,6 +52,16 @@ def _candidate_changes(estimate: dict) -> list[tuple[str, dict]]:
             if max_pixels < budget:
                 changes.append((f"model.max_pixels={max_pixels} (~{tokens} image tokens)",
                                 {"model.max_pixels": max_pixels}))
+    # Earlier screenshots: fewer pixels each, then none (the earlier actions stay in the prompt as text).
+    history = estimate.get("history") or {}
+    if history.get("images"):
+        pixels = history.get("pixels")
+        if pixels and spec["image_tokens"]["rule"] == "qwen_smart_resize":
+            factor = spec["vision"]["patch_size"] * spec["vision"]["spatial_merge_size"]
+            if pixels > 256 * factor * factor:
+                changes.append((f"model.history_max_pixels={256 * factor * factor} (~256 tokens per earlier "
+                                "screenshot)", {"model.history_max_pixels": 256 * factor * factor}))
+        changes.append(("data.history_images=0 (earlier actions stay as text)", {"data.history_images": 0}))
     return changes
 
 
@@ -64,7 +75,7 @@ def suggest_changes(estimate: dict, gpu_gib: float) -> tuple[str, dict, dict] | 
         return None
     candidates = _candidate_changes(estimate)
     for text, change in candidates:
-        new = _reestimate(estimate, **change)
+        new = reestimate(estimate, **change)
         if new["total_gib"] <= gpu_gib:
             return text, change, new
     combined, texts = {}, []
@@ -73,7 +84,7 @@ def suggest_changes(estimate: dict, gpu_gib: float) -> tuple[str, dict, dict] | 
             continue  # halving batches are alternatives; the list's smallest comes first cumulatively
         combined.update(change)
         texts.append(text)
-        new = _reestimate(estimate, **combined)
+        new = reestimate(estimate, **combined)
         if new["total_gib"] <= gpu_gib:
             return " and ".join(texts), dict(combined), new
     return None
