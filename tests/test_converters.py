@@ -217,8 +217,109 @@ def test_androidcontrol_steps_pixels_and_history(converted):
     assert click.instruction == "Add a new contact named Ada"
     assert out.report.skipped == {"open_app (no pixel action in the workbook's language)": 1}
     assert "androidcontrol-101-000" not in records
-    step_level, _ = converted("androidcontrol", instruction="step")
+    step_level, _ = converted("androidcontrol", mode="low")
     assert step_level["androidcontrol-101-001"].instruction == "Tap the add contact button"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Episodes: episode_id, step, history and history_images
+# ---------------------------------------------------------------------------------------------------
+
+# format -> {episode_id: [record ids in step order]} the fixtures must give
+EPISODES = {
+    "mind2web": {"mind2web-task-1": [f"mind2web-task-1-a{i}" for i in range(1, 5)]},
+    "aitw": {"aitw-ep1": [f"aitw-ep1-{i}" for i in range(6)], "aitw-ep2": [f"aitw-ep2-{i}" for i in range(3)]},
+    "androidcontrol": {"androidcontrol-101": [f"androidcontrol-101-00{i}" for i in range(1, 6)],
+                       "androidcontrol-102": ["androidcontrol-102-000", "androidcontrol-102-001"]},
+}
+
+
+def assert_whole_episodes(records: dict[str, schema.UIRecord], expected: dict[str, list[str]], out: Path):
+    """Each episode's records are steps 0..n-1 whose history and history_images are the earlier steps'."""
+    episodes: dict[str, list[schema.UIRecord]] = {}
+    for record in records.values():
+        episodes.setdefault(record.episode_id, []).append(record)
+    assert {e: [r.id for r in sorted(rs, key=lambda r: r.step)] for e, rs in episodes.items()} == expected
+    for members in episodes.values():
+        members.sort(key=lambda r: r.step)
+        assert [r.step for r in members] == list(range(len(members)))
+        for step, record in enumerate(members):
+            assert record.history == [r.action for r in members[:step]]
+            assert record.history_images == [r.image for r in members[:step]]
+            # the earlier screenshots are the dataset's own files
+            assert all(p.is_file() and p.is_relative_to(out.parent.resolve()) for p in record.history_image_paths)
+    schema.validate_episodes(records.values())
+
+
+@pytest.mark.parametrize("fmt", sorted(EPISODES))
+def test_episode_formats_give_whole_episodes(converted, fmt):
+    records, out = converted(fmt)
+    assert_whole_episodes(records, EPISODES[fmt], out)
+    first, last = (json.loads(line) for line in out.read_text().splitlines()[::len(records) - 1])
+    assert list(first)[-2:] == ["episode_id", "step"] and "history_images" not in first  # step 0: none earlier
+    assert list(last)[-3:] == ["episode_id", "step", "history_images"]
+    again, _ = converted(fmt)  # stable: the same source gives the same episode ids
+    assert {r.id: (r.episode_id, r.step) for r in again.values()} == {r.id: (r.episode_id, r.step)
+                                                                       for r in records.values()}
+
+
+def test_single_step_formats_write_no_episode_fields(converted):
+    for fmt in ("screenspot", "screenspot_pro"):
+        records, out = converted(fmt)
+        assert all(r.episode_id is None and r.step is None and r.history_images == [] for r in records.values())
+        assert not any({"episode_id", "step", "history_images"} & set(json.loads(line))
+                       for line in out.read_text().splitlines())
+
+
+def test_a_step_skipped_mid_episode_leaves_no_gap(tmp_path):
+    images = draw_screens("aitw", tmp_path / "raw")
+    episodes = json.loads((FIXTURES / "aitw" / "aitw_data_test.json").read_text())
+    single = episodes["single"][0]
+    single.insert(1, single.pop(3))  # the IMPOSSIBLE step (skipped) now sits second
+    out = convert("aitw", write_json(tmp_path / "aitw.json", episodes), images, tmp_path / "out" / "test.jsonl")
+    records = {r.id: r for r in schema.read_records(out)}
+    assert_whole_episodes(records, EPISODES["aitw"], out)  # ids come from the steps' own "step" field
+    assert records["aitw-ep2-1"].step == 1 and records["aitw-ep2-1"].history == [records["aitw-ep2-0"].action]
+    assert out.report.skipped == {"STATUS_TASK_IMPOSSIBLE (no action in the workbook's language)": 1}
+
+
+def test_a_source_episode_id_met_twice_gives_two_episodes(tmp_path):
+    images = draw_screens("androidcontrol", tmp_path / "raw")
+    episode = json.loads((FIXTURES / "androidcontrol" / "androidcontrol_episodes.jsonl").read_text().splitlines()[1])
+    out = convert("androidcontrol", [episode, episode], images, tmp_path / "out" / "test.jsonl")
+    records = {r.id: r for r in schema.read_records(out)}
+    assert_whole_episodes(records, {"androidcontrol-102": ["androidcontrol-102-000", "androidcontrol-102-001"],
+                                    "androidcontrol-102-2": ["androidcontrol-102-000-2", "androidcontrol-102-001-2"]},
+                          out)
+
+
+def test_androidcontrol_modes_set_the_instruction_and_the_source(converted, tmp_path):
+    high, _ = converted("androidcontrol")
+    low, out = converted("androidcontrol", mode="low")
+    assert [r.instruction for r in high.values()][:2] == ["Add a new contact named Ada"] * 2
+    assert [low[f"androidcontrol-101-00{i}"].instruction for i in range(1, 6)] == [
+        "Tap the add contact button", "Type the name Ada", "Scroll down", "Long press the menu", "Go back"]
+    assert {r.source for r in high.values()} == {"androidcontrol/high"}
+    assert {r.source for r in low.values()} == {"androidcontrol/low"}
+    assert_whole_episodes(low, EPISODES["androidcontrol"], out)  # the mode changes instructions only
+    assert {i: r.action for i, r in low.items()} == {i: r.action for i, r in high.items()}
+
+    images = draw_screens("androidcontrol", tmp_path / "raw")
+    episode = json.loads((FIXTURES / "androidcontrol" / "androidcontrol_episodes.jsonl").read_text().splitlines()[0])
+    episode["step_instructions"][2] = " "
+    with pytest.raises(schema.RecordError) as error:
+        convert("androidcontrol", [episode], images, tmp_path / "bad" / "test.jsonl", mode="low")
+    assert error.value.where == "<records> record 1 step 3" and error.value.field == "step_instructions[2]"
+    assert "mode='low'" in str(error.value)
+    # The goal needs no step instructions; a bad step (strict=False) leaves no gap in the episode.
+    assert len(schema.read_records(convert("androidcontrol", [episode], images, tmp_path / "h" / "t.jsonl"))) == 5
+    out = convert("androidcontrol", [episode], images, tmp_path / "low" / "t.jsonl", mode="low", strict=False)
+    kept = {r.id: r for r in schema.read_records(out)}
+    assert sorted(kept) == ["androidcontrol-101-001", "androidcontrol-101-003", "androidcontrol-101-004",
+                            "androidcontrol-101-005"] and len(out.report.errors) == 1
+    assert [kept[i].step for i in sorted(kept)] == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="mode: expected 'high'"):
+        convert("androidcontrol", [episode], images, tmp_path / "x" / "t.jsonl", mode="step")
 
 
 def test_every_format_has_a_converter_and_a_fixture():

@@ -27,7 +27,8 @@ format                  input
                         with ``touch``/``lift`` normalised **(x, y)** (the TFRecords store (y, x)).
 ``androidcontrol``      AndroidControl episodes (JSON list or JSONL): ``{episode_id, goal, screenshots:
                         [file], screenshot_widths, screenshot_heights, actions: [JSON string],
-                        step_instructions}``; one fewer action than screenshots; pixels.
+                        step_instructions}``; one fewer action than screenshots; pixels;
+                        ``mode`` "high" (goal) or "low" (step instructions).
 ======================  ==========================================================================
 
 Action mapping for the two Android datasets:
@@ -52,8 +53,18 @@ Mind2Web's operation F1 scores) and the element is kept for element accuracy, an
 an option's text into a focused ``<select>`` picks it. ``select_as="click"`` writes a click on the
 element instead (element grounding only; the value is dropped).
 
-History: for episode formats every record's ``history`` holds the converted actions of the earlier
-steps of its episode (skipped steps are left out).
+Episodes: for the episode formats (Mind2Web, AITW, AndroidControl) every record carries
+``episode_id`` (the source's id with the format as prefix: ``mind2web-<annotation_id>``,
+``aitw-<ep_id>``, ``androidcontrol-<episode_id>``; a source id met twice gets ``-2``, ``-3``... in
+file order), ``step`` (its position among the episode's records, from 0), ``history`` (the
+converted actions of the episode's earlier records, oldest first) and ``history_images`` (their
+screenshots, the files copied into the output). Skipped steps (open_app, IMPOSSIBLE, steps without
+a box, bad steps with ``strict=False``) have no record and are in no history, so the steps stay
+0..n-1 and the output passes :func:`~.schema.validate_episodes`.
+
+AndroidControl ``mode``: ``"high"`` (default) gives every step the episode's goal as instruction,
+``"low"`` the step's own instruction; the mode is kept in ``source`` (``androidcontrol/high``,
+``androidcontrol/low``), the field evaluation breaks results down by, so no new field is needed.
 
 Bad input. Source records that cannot be converted raise :class:`~.schema.RecordError` naming the
 **source file and record number** (1-based position in the JSON list or line of a JSONL file; for
@@ -94,8 +105,8 @@ from typing import Any
 from .schema import (PLATFORMS, RecordError, UIRecord, image_file_size, iter_jsonl, resolve_inside, validate_record,
                       write_records)
 
-__all__ = ["CONVERTERS", "ConversionReport", "ConvertedPath", "convert", "convert_screenspot",
-           "convert_screenspot_pro", "convert_mind2web", "convert_aitw", "convert_androidcontrol"]
+__all__ = ["ANDROIDCONTROL_MODES", "CONVERTERS", "ConversionReport", "ConvertedPath", "convert",
+           "convert_screenspot", "convert_screenspot_pro", "convert_mind2web", "convert_aitw", "convert_androidcontrol"]
 
 TAP_THRESHOLD = 0.04  # AITW: a dual-point action is a tap when touch and lift are this close (normalised)
 SCREENSPOT_PLATFORMS = {"ios": "mobile", "android": "mobile", "macos": "desktop", "windows": "desktop",
@@ -375,7 +386,9 @@ def _point_in_image(x: float, y: float, size: tuple[int, int]) -> tuple[float, f
 
 
 def _validated(record: UIRecord, where: str, images: _Images) -> UIRecord:
-    validate_record(dataclasses.replace(record, image="x.png").to_json(), where, max_pixels=images.max_pixels)
+    # The staged paths are absolute until write_records makes them relative: check the rest.
+    placeholder = dataclasses.replace(record, image="x.png", history_images=["x.png"] * len(record.history_images))
+    validate_record(placeholder.to_json(), where, max_pixels=images.max_pixels)
     return record
 
 
@@ -419,6 +432,20 @@ def _out_root(out_jsonl) -> tuple[Path, Path]:
     out = Path(out_jsonl)
     out.parent.mkdir(parents=True, exist_ok=True)
     return out, out.parent
+
+
+class _EpisodeIds:
+    """Source-prefixed episode ids, made unique within one conversion (a repeated source id gets
+    ``-2``, ``-3``... in file order, so the same source converts to the same ids)."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+        self.seen: Counter = Counter()
+
+    def new(self, source_id: Any) -> str:
+        episode_id = f"{self.prefix}-{_slug(source_id)}"
+        self.seen[episode_id] += 1
+        return episode_id if self.seen[episode_id] == 1 else f"{episode_id}-{self.seen[episode_id]}"
 
 
 def _slug(text: str) -> str:
@@ -554,6 +581,7 @@ def convert_mind2web(source_path_or_records, image_root, out_jsonl, *, split: st
     out, root = _out_root(out_jsonl)
     images, report = _Images(image_root, root, max_pixels), ConversionReport(name)
     records: list[UIRecord] = []
+    episode_ids = _EpisodeIds("mind2web")
 
     for number, task in _source_items(items, name, report, strict):
         where_task = f"{name} record {number}"
@@ -570,9 +598,11 @@ def convert_mind2web(source_path_or_records, image_root, out_jsonl, *, split: st
             continue
         reprs = task.get("action_reprs") or []
         history: list[dict] = []
+        history_images: list[str] = []
+        episode_id = episode_ids.new(annotation_id)
 
-        def make(step_number: int, step: Any, history=history, goal=goal, annotation_id=annotation_id,
-                 task=task, where_task=where_task):
+        def make(step_number: int, step: Any, history=history, history_images=history_images, goal=goal,
+                 annotation_id=annotation_id, task=task, where_task=where_task, episode_id=episode_id):
             where = f"{where_task} step {step_number}"
             operation = _require(step, "operation", where, "{op, original_op, value}")
             op = str(operation.get("original_op") or operation.get("op") or "").upper()
@@ -604,10 +634,12 @@ def convert_mind2web(source_path_or_records, image_root, out_jsonl, *, split: st
                 id=f"mind2web-{_slug(annotation_id)}-{_slug(uid)}", image=str(images.stage(image)),
                 image_size=list(size), instruction=goal, action=action, bbox=box, element_type=element_type,
                 source=f"mind2web/{task.get('website') or 'unknown'}", platform="web",
-                history=list(history), split=split)
+                history=list(history), split=split, episode_id=episode_id, step=len(history),
+                history_images=list(history_images))
             _validated(record, where, images)
             report.note_clip(record, clip)
             history.append(action)
+            history_images.append(record.image)
             return [record]
 
         report.n_read += len(actions)
@@ -661,6 +693,7 @@ def convert_aitw(source_path_or_records, image_root, out_jsonl, *, split: str = 
     out, root = _out_root(out_jsonl)
     images, report = _Images(image_root, root, max_pixels), ConversionReport(name)
     records: list[UIRecord] = []
+    episode_ids = _EpisodeIds("aitw")
     if is_jsonl:  # one episode (or one step) per line: bad lines are reported by line number
         items = [item for _, item in _source_items(items, name, report, strict)]
 
@@ -677,9 +710,12 @@ def convert_aitw(source_path_or_records, image_root, out_jsonl, *, split: str = 
             report.errors.append(str(error))
             continue
         history: list[dict] = []
+        history_images: list[str] = []
+        first = episode[0] if episode and isinstance(episode[0], Mapping) else {}
+        episode_id = episode_ids.new(first.get("ep_id", first.get("episode_id", number)))
 
-        def make(step_number: int, step: Any, history=history, category=category, number=number,
-                 where_episode=where_episode):
+        def make(step_number: int, step: Any, history=history, history_images=history_images, category=category,
+                 number=number, where_episode=where_episode, episode_id=episode_id):
             where = f"{where_episode} step {step_number}"
             code = _require(step, "action_type_id", where, "an AITW action type code")
             if isinstance(code, bool) or not isinstance(code, int):
@@ -720,17 +756,19 @@ def convert_aitw(source_path_or_records, image_root, out_jsonl, *, split: str = 
                 action = {"type": "press", "key": _AITW_KEYS[code]}
             else:  # 10 COMPLETE, or 11 IMPOSSIBLE with impossible_as_done
                 action = {"type": "done"}
-            episode_id = step.get("ep_id", step.get("episode_id", number))
+            source_episode = step.get("ep_id", step.get("episode_id", number))
             step_id = step.get("step", step.get("step_id", step_number - 1))
             record = UIRecord(
-                id=f"aitw-{_slug(episode_id)}-{_slug(step_id)}", image=str(images.stage(image)),
+                id=f"aitw-{_slug(source_episode)}-{_slug(step_id)}", image=str(images.stage(image)),
                 image_size=list(size), instruction=_require(step, "goal", where, "the episode goal"),
                 action=action, bbox=bbox, element_type=None,
                 source=f"aitw/{category}" if category else "aitw", platform="mobile",
-                history=list(history), split=split)
+                history=list(history), split=split, episode_id=episode_id, step=len(history),
+                history_images=list(history_images))
             _validated(record, where, images)
             report.note_clip(record, clip)
             history.append(action)
+            history_images.append(record.image)
             return [record]
 
         report.n_read += len(episode)
@@ -762,19 +800,25 @@ def _aitw_box(annotations: Any, nx: float, ny: float, size: tuple[int, int],
     return _box_in_image(box, size, where, "annot_position")
 
 
+ANDROIDCONTROL_MODES = ("high", "low")
+
+
 def convert_androidcontrol(source_path_or_records, image_root, out_jsonl, *, split: str = "train",
-                           instruction: str = "goal", strict: bool = True,
+                           mode: str = "high", strict: bool = True,
                            max_pixels: int | None = None) -> ConvertedPath:
     """AndroidControl episodes -> one record per action (pixels).
 
     Args:
         source_path_or_records: a JSON list or JSONL file of episodes (the TFRecords exported with
             each screenshot saved as a file named in ``screenshots``), or the episodes themselves.
-        instruction: ``"goal"`` (high-level task, default) or ``"step"`` (the step's
-            ``step_instructions`` entry, AndroidControl's low-level setting).
+        mode: AndroidControl's two settings. ``"high"`` (default): every step's instruction is the
+            episode's ``goal``. ``"low"``: the step's own ``step_instructions`` entry; a step
+            without one is a bad record. The mode is recorded in ``source``
+            (``androidcontrol/high`` or ``androidcontrol/low``), so evaluation, which reports by
+            source, reports by mode.
     """
-    if instruction not in ("goal", "step"):
-        raise ValueError(f"instruction: expected 'goal' or 'step', got {instruction!r}")
+    if mode not in ANDROIDCONTROL_MODES:
+        raise ValueError(f"mode: expected 'high' (the goal) or 'low' (the step instructions), got {mode!r}")
     items, name, _ = _load(source_path_or_records)
     if isinstance(items, Mapping):
         items = [items]
@@ -783,6 +827,7 @@ def convert_androidcontrol(source_path_or_records, image_root, out_jsonl, *, spl
     out, root = _out_root(out_jsonl)
     images, report = _Images(image_root, root, max_pixels), ConversionReport(name)
     records: list[UIRecord] = []
+    episode_ids = _EpisodeIds("androidcontrol")
 
     for number, episode in _source_items(items, name, report, strict):
         where_episode = f"{name} record {number}"
@@ -805,10 +850,12 @@ def convert_androidcontrol(source_path_or_records, image_root, out_jsonl, *, spl
         heights = episode.get("screenshot_heights") or []
         steps_text = episode.get("step_instructions") or []
         history: list[dict] = []
+        history_images: list[str] = []
+        record_episode = episode_ids.new(episode_id)
 
-        def make(step_number: int, raw: Any, history=history, episode=episode, episode_id=episode_id,
-                 screenshots=screenshots, widths=widths, heights=heights, steps_text=steps_text,
-                 where_episode=where_episode):
+        def make(step_number: int, raw: Any, history=history, history_images=history_images, episode=episode,
+                 episode_id=episode_id, record_episode=record_episode, screenshots=screenshots, widths=widths,
+                 heights=heights, steps_text=steps_text, where_episode=where_episode):
             where = f"{where_episode} step {step_number}"
             i = step_number - 1
             try:
@@ -855,16 +902,21 @@ def convert_androidcontrol(source_path_or_records, image_root, out_jsonl, *, spl
                 raise RecordError(where, f"actions[{i}].action_type",
                                        "expected click, long_press, scroll, input_text, navigate_home, "
                                        f"navigate_back, wait or open_app, got {kind!r}")
-            if instruction == "step" and i < len(steps_text) and str(steps_text[i]).strip():
-                text = steps_text[i]
+            if mode == "low":
+                text = steps_text[i] if i < len(steps_text) else None
+                if not isinstance(text, str) or not text.strip():
+                    raise RecordError(where, f"step_instructions[{i}]",
+                                      f"expected the step's instruction (mode='low'), got {text!r}")
             else:
                 text = _require(episode, "goal", where_episode, "the episode goal")
             record = UIRecord(
                 id=f"androidcontrol-{_slug(episode_id)}-{i:03d}", image=str(images.stage(image)),
                 image_size=list(size), instruction=text, action=action, bbox=None, element_type=None,
-                source="androidcontrol", platform="mobile", history=list(history), split=split)
+                source=f"androidcontrol/{mode}", platform="mobile", history=list(history), split=split,
+                episode_id=record_episode, step=len(history), history_images=list(history_images))
             _validated(record, where, images)
             history.append(action)
+            history_images.append(record.image)
             return [record]
 
         report.n_read += len(actions)
