@@ -189,9 +189,9 @@ def _scored(rows) -> list[dict]:
         where = _where(row, index)
         if not isinstance(row, Mapping):
             raise ValueError(f"{where}: expected a dict (a row of evaluate.predict_records), got {row!r}")
-        for key in ("predicted", "target"):
+        for key, what in (("predicted", "the decoded action, or None"), ("target", "the target action")):
             if key not in row:
-                raise ValueError(f"{where}: missing {key!r} (the {'decoded action or None' if key == 'predicted' else 'target action'})")
+                raise ValueError(f"{where}: missing {key!r} ({what})")
         try:
             score = score_step(row["predicted"], row["target"], row.get("bbox"), row.get("image_size"))
         except ValueError as error:
