@@ -101,7 +101,7 @@ def test_malformed_actions_are_named():
 
 # --- episodes ------------------------------------------------------------------------------------------
 
-def step_row(episode, step, right, source="androidcontrol-high", platform="mobile", **extra):
+def step_row(episode, step, right, source="androidcontrol/high", platform="mobile", **extra):
     """A click step on SCREEN, right or wrong (a click outside its box)."""
     target, box = click(100, 100), [80, 80, 120, 120]
     return {"id": f"{episode}-{step}", "episode_id": episode, "step": step, "predicted": click(100, 100) if right
@@ -136,21 +136,25 @@ def test_a_late_wrong_step_drops_the_prefix_rate_but_not_earlier_steps():
 
 
 def test_breakdowns_by_source_platform_and_mode():
-    rows = [step_row("e1", 0, True, mode="high"), step_row("e1", 1, True, mode="high"),
-            step_row("e1", 0, True, source="androidcontrol-low", mode="low"),
-            step_row("e1", 1, False, source="androidcontrol-low", mode="low"),
-            step_row("w", 0, False, source="mind2web/site", platform="web", mode=None)]
+    # the converter keeps AndroidControl's instruction level in the source: androidcontrol/high|low
+    rows = [step_row("e1", 0, True), step_row("e1", 1, True),
+            step_row("e1", 0, True, source="androidcontrol/low"),
+            step_row("e1", 1, False, source="androidcontrol/low"),
+            step_row("w", 0, False, source="mind2web/site", platform="web")]
     m = episode_metrics(rows)
     # the same episode id under two sources is two episodes (AndroidControl's two instruction levels)
     assert m["n_episodes"] == 3
-    assert set(m["by_source"]) == {"androidcontrol-high", "androidcontrol-low", "mind2web/site"}
-    assert m["by_source"]["androidcontrol-high"]["episode_success_rate"] == 1.0
-    assert m["by_source"]["androidcontrol-low"]["episode_success_rate"] == 0.0
-    assert m["by_source"]["androidcontrol-low"]["step_success_rate"] == 0.5
+    assert set(m["by_source"]) == {"androidcontrol/high", "androidcontrol/low", "mind2web/site"}
+    assert m["by_source"]["androidcontrol/high"]["episode_success_rate"] == 1.0
+    assert m["by_source"]["androidcontrol/low"]["episode_success_rate"] == 0.0
+    assert m["by_source"]["androidcontrol/low"]["step_success_rate"] == 0.5
     assert m["by_platform"]["mobile"]["n_episodes"] == 2 and m["by_platform"]["web"]["n_steps"] == 1
     assert m["by_mode"]["high"]["episode_success_rate"] == 1.0 and m["by_mode"]["low"]["n_steps"] == 2
     assert m["by_mode"]["None"]["n_steps"] == 1
-    assert "by_mode" not in episode_metrics([step_row("x", 0, True)])
+    # a mode field wins over the source, and rows without any mode have no by_mode
+    tagged = episode_metrics([step_row("x", 0, True, source="androidcontrol/high", mode="low")])
+    assert set(tagged["by_mode"]) == {"low"}
+    assert "by_mode" not in episode_metrics([step_row("x", 0, True, source="aitw/general")])
 
 
 def test_bad_rows_are_named():

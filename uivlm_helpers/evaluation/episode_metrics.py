@@ -25,13 +25,15 @@ Row keys read (other keys are ignored):
 ``source``      dataset or generator (``by_source``); part of the episode's identity, since two datasets
                 may number their episodes alike
 ``platform``    ``by_platform``
-``mode``        optional; AndroidControl's ``"high"`` / ``"low"`` instruction level (``by_mode``)
+``mode``        optional; AndroidControl's ``"high"`` / ``"low"`` instruction level (``by_mode``); without
+                it, read from a source ``androidcontrol/high`` or ``androidcontrol/low`` (the converter's)
 ==============  ===========================================================================================
 """
 
 from __future__ import annotations
 
 import math
+import re
 import string
 from collections import defaultdict
 from collections.abc import Mapping
@@ -55,6 +57,9 @@ def point_in_box(x: float, y: float, box) -> bool:
     x1, y1, x2, y2 = box
     return x1 <= x <= x2 and y1 <= y <= y2
 
+
+#: AndroidControl's sources name the instruction level: ``androidcontrol/high``, ``androidcontrol/low``.
+_ANDROIDCONTROL_MODE = re.compile(r"^androidcontrol[/_-](high|low)$")
 
 _CHECKS = ("click_correct", "text_correct", "scroll_correct", "drag_correct", "key_correct")
 
@@ -196,7 +201,11 @@ def _scored(rows) -> list[dict]:
             score = score_step(row["predicted"], row["target"], row.get("bbox"), row.get("image_size"))
         except ValueError as error:
             raise ValueError(f"{where}: {error}") from None
-        out.append({"row": row, "index": index, "where": where, **score})
+        mode = row.get("mode")
+        if mode is None:
+            found = _ANDROIDCONTROL_MODE.match(str(row.get("source")))
+            mode = found.group(1) if found else None
+        out.append({"row": row, "index": index, "where": where, "mode": mode, **score})
     return out
 
 
@@ -270,7 +279,7 @@ def _split_by(episodes: list[list[dict]], key: str) -> dict:
     for episode in episodes:
         parts: dict[str, list[dict]] = defaultdict(list)
         for s in episode:
-            parts[str(s["row"].get(key))].append(s)
+            parts[str(s["mode"] if key == "mode" else s["row"].get(key))].append(s)
         for name, part in parts.items():
             groups[name].append(part)
     return groups
@@ -289,8 +298,9 @@ def episode_metrics(rows) -> dict:
         ``type_accuracy``, ``click_accuracy``, ``text_accuracy``, ``scroll_accuracy``,
         ``step_success_rate``, ``episode_success_rate``; a rate is None when no step it covers is
         present), the same figures ``by_source`` and ``by_platform`` (and ``by_mode`` when a row has a
-        ``mode``: AndroidControl's high- and low-level instructions; a source such as
-        ``androidcontrol-high`` separates them in ``by_source`` too), and ``by_step``: per position in
+        mode: AndroidControl's high- and low-level instructions, from a ``mode`` field or from the
+        source ``androidcontrol/high`` / ``androidcontrol/low``, which also separates them in
+        ``by_source``; rows with no mode are under ``"None"``), and ``by_step``: per position in
         the episode (``"0"`` first), ``n`` episodes reaching it, its ``step_success_rate``,
         ``type_accuracy``, ``click_accuracy`` and ``prefix_success_rate`` (episodes right up to and
         including that step): how accuracy falls along an episode.
@@ -302,8 +312,7 @@ def episode_metrics(rows) -> dict:
     """
     episodes = _episodes(_scored(rows))
     metrics = _summary(episodes)
-    keys = ["source", "platform"] + (["mode"] if any(s["row"].get("mode") is not None
-                                                    for e in episodes for s in e) else [])
+    keys = ["source", "platform"] + (["mode"] if any(s["mode"] is not None for e in episodes for s in e) else [])
     for key in keys:
         metrics[f"by_{key}"] = {name: _summary(group) for name, group in sorted(_split_by(episodes, key).items())}
     metrics["by_step"] = _by_position(episodes)
