@@ -20,7 +20,9 @@ def record_demonstrations(tasks: Iterable[str], episodes: int, seed: int, out_di
 
     Every step of a successful oracle episode is one record (screenshot + utterance -> the oracle's
     action, ``bbox``/``element_type`` of the element it aims at, ``history`` = the episode's earlier
-    actions). Failed episodes are left out; :func:`~uivlm_helpers.data.miniwob_env.rollout` measures
+    actions). The records of an episode share ``episode_id`` (``miniwob-<split>-<task>-<episode>``,
+    episode numbered from 0 in 5 digits) and carry their ``step`` and, in ``history_images``, the
+    earlier steps' screenshots (the files written for those steps). Failed episodes are left out; :func:`~uivlm_helpers.data.miniwob_env.rollout` measures
     how rare they are.
 
     Args:
@@ -55,9 +57,10 @@ def record_demonstrations(tasks: Iterable[str], episodes: int, seed: int, out_di
 
                 def remember(state, history, action, task=task, episode=episode, steps=steps):
                     decision = oracle_step(state, len(history))
-                    record_id = f"{SOURCE_PREFIX}-{split}-{task}-{episode:05d}-{len(history):02d}"
-                    steps.append(MiniWoBTask.record(state, action, history, record_id,
-                                                    decision.element, split))
+                    episode_id = f"{SOURCE_PREFIX}-{split}-{task}-{episode:05d}"
+                    steps.append(MiniWoBTask.record(state, action, history, f"{episode_id}-{len(history):02d}",
+                                                    decision.element, split, episode_id=episode_id,
+                                                    history_images=[s.image for s in steps]))
 
                 result = run_episode(task_env, oracle_policy, ep_seed, max_steps, on_step=remember)
                 if result.success:

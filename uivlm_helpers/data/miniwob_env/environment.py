@@ -13,6 +13,7 @@ import urllib.parse
 from collections.abc import Sequence
 
 import numpy as np
+from PIL import Image
 
 from ...core.actions import Action
 from ..schema import UIRecord
@@ -249,15 +250,23 @@ class MiniWoBTask:
 
     @staticmethod
     def record(state: MiniWoBState, action: dict, history: Sequence[dict], record_id: str,
-               element: Element | None = None, split: str = "train") -> UIRecord:
-        """A workbook record for one step: this screenshot + utterance -> ``action`` (pixels)."""
+               element: Element | None = None, split: str = "train", *, episode_id: str | None = None,
+               history_images: Sequence[Image.Image | str] = ()) -> UIRecord:
+        """A workbook record for one step: this screenshot + utterance -> ``action`` (pixels).
+
+        With ``episode_id`` the record is step ``len(history)`` of that episode;
+        ``history_images`` are the earlier steps' screenshots (one per ``history`` action, the
+        very images of their records, so :func:`~uivlm_helpers.data.schema.write_records` points
+        them at those records' files).
+        """
         return UIRecord(
             id=record_id, image=state.screenshot, image_size=list(state.image_size),
             instruction=state.utterance, action=dict(action),
             bbox=state.box_pixels(element) if element is not None else None,
             element_type=_element_type(element) if element is not None else None,
             source=f"{SOURCE_PREFIX}/{state.task}", platform=PLATFORM,
-            history=[dict(a) for a in history], split=split)
+            history=[dict(a) for a in history], split=split, episode_id=episode_id,
+            step=len(history) if episode_id is not None else None, history_images=list(history_images))
 
 
 def _element_type(element: Element) -> str:
