@@ -214,7 +214,9 @@ def test_drag_is_drawn_from_start_to_end(screens):
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda r: r.pop("episode_id"), r"row \d+ \(id 'synth-train-\d+'\): missing episode_id"),
+    (lambda r: r.pop("image"), r"row 2 \(id 'synth-train-\d+'\): missing image \(each step row needs image, target\)"),
+    (lambda r: r.update(episode_id=None), r"row 2 \(id 'synth-train-\d+'\): step \d without an episode_id"),
+    (lambda r: r.update(step=None), r"step must be a 0-based int, got None"),
     (lambda r: r.update(step=-1), r"step must be a 0-based int, got -1"),
     (lambda r: r.update(step="0"), r"step must be a 0-based int, got '0'"),
     (lambda r: r.update(target={"x": 1}), r"target must be an action dict with a 'type'"),
@@ -227,6 +229,18 @@ def test_bad_rows_are_named(episode_rows, change, message):
     change(episode_rows[2])
     with pytest.raises(ValueError, match=message):
         EpisodeViewer(episode_rows)
+
+
+def test_single_screen_rows_are_one_step_episodes(episode_rows, screens):
+    """predict_records writes episode_id and step as None for a record outside any episode."""
+    single = _step(screens[7], None, None, _inside(screens[7]["bbox"], 2))
+    viewer = EpisodeViewer([single] + episode_rows)
+    assert len(viewer.episodes) == 4 and viewer.position.value == "episode 1 / 4"
+    view = viewer.render_episode(0)
+    assert view.episode_id == screens[7]["id"] and [s.step for s in view.steps] == [0] and view.success
+    assert "step 1 ✓" in viewer.filmstrip.children[0].children[0].value
+    viewer.failed_only.value = True
+    assert viewer.position.value == "episode 1 / 2"
 
 
 def test_a_step_twice_and_a_wrong_image_size_are_named(episode_rows):

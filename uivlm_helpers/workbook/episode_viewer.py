@@ -13,8 +13,9 @@ returns the content (PIL images and text) of one episode without any front end.
 Input rows, one per step (the rows of ``predictions.jsonl`` plus the episode keys):
 
 ========================  ============================================================================
-``episode_id``            required; any hashable value naming the episode (rows may come in any order)
-``step``                  required; the step's 0-based position in its episode (an int, unique there)
+``episode_id``            a string or number naming the episode (rows may come in any order); None or
+                          absent: a single-screen record, shown as an episode of one step
+``step``                  the step's 0-based position in its episode (an int, unique there)
 ``image``                 required; the screenshot: a file path or a PIL image
 ``target``                required; the true action dict, in screenshot pixels
 ``predicted``             the predicted action dict in screenshot pixels; None (or absent) when unparsed
@@ -51,7 +52,7 @@ NEXT_LABEL = "next episode ▶"
 FAILED_ONLY_LABEL = "failed episodes only"
 #: Actions drawn as a marker at their point; every other action is written under the screenshot.
 _MARKED_TYPES = ("click", "double_click", "long_press", "drag")
-_REQUIRED_KEYS = ("episode_id", "step", "image", "target")
+_REQUIRED_KEYS = ("image", "target")
 _STRIP_BACKGROUND = (255, 255, 255)
 
 
@@ -298,9 +299,19 @@ def _group_episodes(rows) -> list[dict]:
         if missing:
             raise ValueError(f"{where}: missing {', '.join(missing)} (each step row needs "
                              f"{', '.join(_REQUIRED_KEYS)})")
-        step = row["step"]
-        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
-            raise ValueError(f"{where}: step must be a 0-based int, got {step!r}")
+        episode_id, step = row.get("episode_id"), row.get("step")
+        if episode_id is None:  # a single-screen record (predict_records writes None): an episode of one step
+            if step not in (None, 0):
+                raise ValueError(f"{where}: step {step!r} without an episode_id (a step belongs to an episode)")
+            step, key, episode_id = 0, ("single-screen row", i), row.get("id", f"row {i}")
+        else:
+            try:
+                hash(episode_id)
+            except TypeError:
+                raise ValueError(f"{where}: episode_id must be a string or a number, got {episode_id!r}") from None
+            key = episode_id
+            if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+                raise ValueError(f"{where}: step must be a 0-based int, got {step!r}")
         if not isinstance(row["target"], dict) or "type" not in row["target"]:
             raise ValueError(f"{where}: target must be an action dict with a 'type', got {row['target']!r}")
         predicted = row.get("predicted")
@@ -309,20 +320,16 @@ def _group_episodes(rows) -> list[dict]:
                              f"got {predicted!r}")
         if not isinstance(row["image"], (str, Path, Image.Image)):
             raise ValueError(f"{where}: image must be a file path or a PIL image, got {type(row['image']).__name__}")
-        try:
-            hash(row["episode_id"])
-        except TypeError:
-            raise ValueError(f"{where}: episode_id must be a string or a number, got {row['episode_id']!r}") from None
         if "correct" in row and row["correct"] is not None:
             if not isinstance(row["correct"], bool):
                 raise ValueError(f"{where}: correct must be true or false, got {row['correct']!r}")
             correct = row["correct"]
         else:
             correct = score_prediction(predicted, row["target"], row.get("bbox"), row.get("distractors"))["correct"]
-        episode = groups.setdefault(row["episode_id"], {"episode_id": row["episode_id"], "rows": []})
+        episode = groups.setdefault(key, {"episode_id": episode_id, "rows": []})
         if any(r["step"] == step for r in episode["rows"]):
-            raise ValueError(f"{where}: episode {row['episode_id']!r} has step {step} twice")
-        episode["rows"].append({**row, "_correct": correct, "_history": _history_lines(row, where)})
+            raise ValueError(f"{where}: episode {episode_id!r} has step {step} twice")
+        episode["rows"].append({**row, "step": step, "_correct": correct, "_history": _history_lines(row, where)})
     episodes = list(groups.values())
     for episode in episodes:
         episode["rows"].sort(key=lambda r: r["step"])
