@@ -8,11 +8,11 @@ def apply_from_env() -> bool:
         return False
     from uivlm_helpers import families
 
-    def prompt_text(self, processor, user_text, system_prompt=None):
+    def prompt_text(self, processor, user_text, system_prompt=None, image_count=1):
         messages = []
         if system_prompt:
             messages.append({"role": "system", "content": [{"type": "text", "text": system_prompt}]})
-        messages.append({"role": "user", "content": [{"type": "text", "text": user_text}, {"type": "image"}]})
+        messages.append({"role": "user", "content": [{"type": "text", "text": user_text}, *[{"type": "image"}] * image_count]})
         return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
     families.ChatTemplateAdapter.prompt_text = prompt_text

@@ -1,4 +1,5 @@
-"""Prompt text: the task prompt template, its format and coordinate hints, and few-shot examples."""
+"""Prompt text: the task prompt template, its format and coordinate hints, few-shot examples and the
+episode's history (earlier actions, earlier screenshots)."""
 
 from __future__ import annotations
 
@@ -58,8 +59,28 @@ def _fill(template: str, instruction: str, action_format: str, coordinate_space:
                            coordinate_hint=COORDINATE_HINTS.get(coordinate_space, ""))
 
 
+def history_text(actions: list[str] | None, history_image_count: int = 0) -> str:
+    """The history block of a user turn: the episode's earlier actions, oldest first, each written as an
+    answer is (``actions`` are rendered answers), and what the extra images are.
+
+    ``None`` (history off) gives ``""``; an empty list (the first step of an episode) says so, because a
+    model that reads its position from the history must see that nothing happened yet.
+    """
+    if actions is None:
+        return ""
+    lines = [f"{i}. {a}" for i, a in enumerate(actions, 1)] or ["none"]
+    text = "Previous actions, oldest first:\n" + "\n".join(lines)
+    if history_image_count == 1:
+        text += "\nThe first image is the previous screen; the last image is the current screen."
+    elif history_image_count:
+        text += (f"\nThe first {history_image_count} images are earlier screens, oldest first; the last image "
+                 "is the current screen.")
+    return text
+
+
 def user_text(task_prompt: str, instruction: str, action_format: str, coordinate_space: str,
-              examples: list[tuple[str, str]] | None = None, few_shot_prompt: str | None = None) -> str:
+              examples: list[tuple[str, str]] | None = None, few_shot_prompt: str | None = None,
+              history: list[str] | None = None, history_image_count: int = 0) -> str:
     """The user turn for one screenshot.
 
     Args:
@@ -72,10 +93,14 @@ def user_text(task_prompt: str, instruction: str, action_format: str, coordinate
         examples: few-shot (instruction, answer) pairs shown before the instruction.
         few_shot_prompt: template used instead of ``task_prompt`` when ``examples`` are given
             (the run configuration's ``few_shot_prompt``; it may hold worked examples of its own).
+        history: the episode's last earlier actions as rendered answers, oldest first (None: no history
+            block; ``[]``: the first step); see :func:`history_text`.
+        history_image_count: earlier screenshots shown before the current one.
     """
     template = few_shot_prompt if examples and few_shot_prompt else task_prompt
     text = _fill(template, instruction, action_format, coordinate_space)
     if examples:
         shots = "\n".join(f"Instruction: {i}\nAnswer: {a}" for i, a in examples)
         text = f"Examples of instructions and answers:\n{shots}\n\n{text}"
-    return text
+    block = history_text(history, history_image_count)
+    return f"{block}\n\n{text}" if block else text

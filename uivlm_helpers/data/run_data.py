@@ -164,12 +164,18 @@ def split_file(paths: RunPaths, split: str) -> Path:
 
 
 def as_plain(record: UIRecord) -> dict:
-    """A record as the plain dict the collator, predictor and metrics use (absolute image path)."""
+    """A record as the plain dict the collator, predictor and metrics use (absolute image paths); a step of
+    an episode keeps ``episode_id``, ``step``, ``history`` and ``history_images``."""
     image = record.image if isinstance(record.image, Image.Image) else str(record.image_path)
+    base = Path(record.base_dir) if record.base_dir is not None else None
+    earlier = [str((base / p).resolve()) if base is not None and not Path(p).is_absolute() else str(p)
+               for p in getattr(record, "history_images", None) or []]
     return {"id": record.id, "image": image, "instruction": record.instruction, "action": record.action,
             "bbox": record.bbox, "element_type": record.element_type, "source": record.source,
             "platform": record.platform, "image_size": list(record.image_size),
-            "distractors": record.distractors}
+            "distractors": record.distractors, "history": [dict(a) for a in record.history],
+            "episode_id": getattr(record, "episode_id", None), "step": getattr(record, "step", None),
+            "history_images": earlier}
 
 
 def load_split(paths: RunPaths, split: str, limit: int | None = None) -> list[dict]:

@@ -157,13 +157,22 @@ class ChatTemplateAdapter:
         return get_space("resized", image_size=tuple(image_size), factor=self.resize_factor, **budget)
 
     # -- prompts and batches ----------------------------------------------------------------------
-    def prompt_text(self, processor, user_text: str, system_prompt: str | None = None) -> str:
-        """Chat-formatted prompt for one screenshot and one instruction, ending where the answer starts."""
+    @staticmethod
+    def chat_messages(user_text: str, system_prompt: str | None = None, image_count: int = 1) -> list[dict]:
+        """The conversation of one step: the system prompt, then one user turn holding ``image_count``
+        images (earlier screenshots first, the current one last) and the text."""
         messages = []
         if system_prompt:
             messages.append({"role": "system", "content": [{"type": "text", "text": system_prompt}]})
-        messages.append({"role": "user", "content": [{"type": "image"}, {"type": "text", "text": user_text}]})
-        return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        images = [{"type": "image"} for _ in range(image_count)]
+        messages.append({"role": "user", "content": [*images, {"type": "text", "text": user_text}]})
+        return messages
+
+    def prompt_text(self, processor, user_text: str, system_prompt: str | None = None, image_count: int = 1) -> str:
+        """Chat-formatted prompt for one step (``image_count`` screenshots, the current one last) and its
+        text, ending where the answer starts."""
+        return processor.apply_chat_template(self.chat_messages(user_text, system_prompt, image_count),
+                                             add_generation_prompt=True, tokenize=False)
 
     def full_answer(self, target: str) -> str:
         """The text appended to the prompt for training: prefix + answer + suffix."""
@@ -338,6 +347,12 @@ class SquarePadAdapter(ChatTemplateAdapter):
         return super().space_for(image_size, pixel_budget, name)
 
 
+def _one_image(family: str, image_count: int) -> None:
+    if image_count != 1:
+        raise ValueError(f"{family} takes one image per prompt, got {image_count} (history screenshots need a "
+                         "multi-image family)")
+
+
 @dataclass(frozen=True)
 class PrefixSuffixAdapter(ChatTemplateAdapter):
     """PaliGemma: ``<image>`` + prefix, and the answer as the processor's ``suffix``.
@@ -346,7 +361,8 @@ class PrefixSuffixAdapter(ChatTemplateAdapter):
     tokens (``token_type_ids == 1``); the prefix attends bidirectionally.
     """
 
-    def prompt_text(self, processor, user_text, system_prompt=None):
+    def prompt_text(self, processor, user_text, system_prompt=None, image_count=1):
+        _one_image(self.name, image_count)
         text = f"{system_prompt}\n{user_text}" if system_prompt else user_text
         return processor.image_token + text
 
@@ -378,7 +394,8 @@ class EncoderDecoderAdapter(ChatTemplateAdapter):
     them right behind its decoder start token, and generation returns only decoder tokens.
     """
 
-    def prompt_text(self, processor, user_text, system_prompt=None):
+    def prompt_text(self, processor, user_text, system_prompt=None, image_count=1):
+        _one_image(self.name, image_count)
         return f"{system_prompt}\n{user_text}" if system_prompt else user_text
 
     def encode(self, processor, images, prompt_texts, targets=None, padding_side="right", max_length=None,

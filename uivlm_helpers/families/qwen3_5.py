@@ -46,13 +46,9 @@ MLP = ("gate_proj", "up_proj", "down_proj")
 class NoThinkingAdapter(ChatTemplateAdapter):
     """Qwen3.5: prompts end with the template's empty thinking block, so the answer is the action itself."""
 
-    def prompt_text(self, processor, user_text, system_prompt=None):
-        messages = []
-        if system_prompt:
-            messages.append({"role": "system", "content": [{"type": "text", "text": system_prompt}]})
-        messages.append({"role": "user", "content": [{"type": "image"}, {"type": "text", "text": user_text}]})
-        return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False,
-                                             enable_thinking=False)
+    def prompt_text(self, processor, user_text, system_prompt=None, image_count=1):
+        return processor.apply_chat_template(self.chat_messages(user_text, system_prompt, image_count),
+                                             add_generation_prompt=True, tokenize=False, enable_thinking=False)
 
 
 QWEN3_5 = NoThinkingAdapter(

@@ -20,15 +20,17 @@ from transformers import AutoModelForImageTextToText, AutoProcessor, BitsAndByte
 from ..core.actions import (Action, ActionDecoder, ParseFailure, decode_to_pixels, encode_action, get_space,
                             render_action)
 from ..core.config import DEFAULT_MODEL, DEFAULT_TASK_PROMPT, RunConfig
-from ..core.coords import SPACE_NAMES
+from ..core.coords import SPACE_NAMES, smart_resize
 from ..core.images import as_image
 from ..core.prompts import user_text
-from ..families import KNOWN_FAMILIES, family_name_for, get_adapter
+from ..families import FAMILIES, KNOWN_FAMILIES, family_name_for, get_adapter
 from .constrained import ActionLogitsProcessor
 from .resolve import resolve_model_path
 from .tiny import TINY_MODELS
 
 AGENT_FILE = "uivlm_agent.json"  # what travels with a saved agent besides weights and processor
+#: ``history_window="auto"``: earlier actions shown for a step of an episode (single steps show none).
+AUTO_HISTORY_WINDOW = 4
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -115,6 +117,20 @@ def _agent_space(agent_file: Path, agent: dict | None, requested: str | None, ad
     return saved or requested or adapter.coordinate_space
 
 
+def _history_settings(family: str, window, images) -> tuple[int | str, int]:
+    """Validated ``(history_window, history_images)``; earlier screenshots need a multi-image family."""
+    if window != "auto" and (isinstance(window, bool) or not isinstance(window, int) or window < 0):
+        raise ValueError(f"history_window: expected 'auto' or 0 or more earlier actions, got {window!r}")
+    if isinstance(images, bool) or not isinstance(images, int) or images < 0:
+        raise ValueError(f"history_images: expected 0 or more earlier screenshots, got {images!r}")
+    if images and not FAMILIES[family].multi_image:
+        able = ", ".join(p.display for p in FAMILIES.values() if p.multi_image)
+        raise ValueError(f"history_images={images}: {FAMILIES[family].display} takes one image per prompt; "
+                         f"earlier screenshots need a multi-image family ({able}). Use history_images=0 "
+                         "(the earlier actions still go into the prompt as text)")
+    return window, images
+
+
 #: The parts :meth:`VLMWrapper.trained_parts` counts, in report order.
 PARTS = ("language_model", "vision_tower", "projector", "embeddings")
 _PART_NAMES = {"language_model": "language model", "vision_tower": "vision tower", "projector": "projector",
@@ -167,6 +183,11 @@ class VLMWrapper:
         coordinate_space: the space answers are written in (a name of :data:`uivlm_helpers.core.coords.SPACE_NAMES`; None:
             the family's). A saved agent answers in the space its ``uivlm_agent.json`` names; asking for
             another is an error.
+        history_window: earlier actions of the episode written into each prompt (``"auto"``:
+            :data:`AUTO_HISTORY_WINDOW` for a step of an episode, none for a single step).
+        history_images: earlier screenshots shown before the current one (multi-image families only).
+        history_max_pixels: pixel budget of each earlier screenshot (None: a quarter of the main budget).
+        A saved agent brings its own history settings, as it brings its prompt.
     """
 
     def __init__(self, model_name: str = DEFAULT_MODEL, device: str = "cpu", torch_dtype: str = "float32",
@@ -175,7 +196,8 @@ class VLMWrapper:
                  temperature: float = 0.0, do_sample: bool = False, task_prompt: str = DEFAULT_TASK_PROMPT,
                  system_prompt: str | None = None, few_shot_prompt: str | None = None, min_pixels: int | None = None,
                  max_pixels: int | None = None, trust_remote_code: bool = False, constrained: bool = False,
-                 seed: int = 0, lora_on_vision: bool = False, coordinate_space: str | None = None):
+                 seed: int = 0, lora_on_vision: bool = False, coordinate_space: str | None = None,
+                 history_window: int | str = 0, history_images: int = 0, history_max_pixels: int | None = None):
         model_path = resolve_model_path(model_name)
         saved = Path(model_path) / AGENT_FILE
         agent = json.loads(saved.read_text()) if saved.is_file() else None
@@ -186,6 +208,10 @@ class VLMWrapper:
             generation = agent.get("generation", {})
             max_new_tokens = generation.get("max_new_tokens", max_new_tokens)
             temperature, do_sample = generation.get("temperature", temperature), generation.get("do_sample", do_sample)
+            history = agent.get("history", {})
+            history_window = history.get("window", history_window)
+            history_images = history.get("images", history_images)
+            history_max_pixels = history.get("max_pixels", history_max_pixels)
         self.model_name = model_name
         self.device = device
         self.torch_dtype = torch_dtype
@@ -202,6 +228,8 @@ class VLMWrapper:
         self.family = family_name_for(base_path)
         self.adapter = get_adapter(base_path)
         self.coordinate_space_name = _agent_space(saved, agent, coordinate_space, self.adapter)
+        self.history_window, self.history_images = _history_settings(self.family, history_window, history_images)
+        self.history_max_pixels = history_max_pixels
         self.processor = self._load_processor(model_path, min_pixels, max_pixels)
         self.model = self._load_model(base_path, load_in_8bit, load_in_4bit)
         if agent and agent.get("adapter"):
@@ -227,7 +255,9 @@ class VLMWrapper:
                       few_shot_prompt=config.few_shot_prompt,
                       min_pixels=m.min_pixels, max_pixels=m.max_pixels,
                       trust_remote_code=m.trust_remote_code, constrained=m.constrained_decoding,
-                      seed=config.training.seed, lora_on_vision=not m.freeze_vision_encoder)
+                      seed=config.training.seed, lora_on_vision=not m.freeze_vision_encoder,
+                      history_window=config.data.history_window, history_images=config.data.history_images,
+                      history_max_pixels=m.history_max_pixels)
         if m.freeze_vision_encoder:
             wrapper.freeze_vision_encoder()
         return wrapper
@@ -351,11 +381,16 @@ class VLMWrapper:
         pixel budget)."""
         return self.adapter.space_for(tuple(image_size), self.pixel_budget, self.coordinate_space_name)
 
-    def prompt_text(self, instruction: str, examples=None) -> str:
-        """The full model prompt (chat template applied) for one instruction."""
+    def prompt_text(self, instruction: str, examples=None, history: list | None = None,
+                    image_count: int = 1) -> str:
+        """The full model prompt (chat template applied) for one instruction.
+
+        ``history``: the earlier actions written into the prompt, as rendered answers (see
+        :meth:`history_answers`); ``image_count``: screenshots in the prompt (earlier ones first).
+        """
         text = user_text(self.task_prompt, instruction, self.action_format, self.coordinate_space_name,
-                         examples, self.few_shot_prompt)
-        return self.adapter.prompt_text(self.processor, text, self.system_prompt)
+                         examples, self.few_shot_prompt, history=history, history_image_count=image_count - 1)
+        return self.adapter.prompt_text(self.processor, text, self.system_prompt, image_count=image_count)
 
     def render_target(self, action: dict | Action, image_size: tuple[int, int]) -> str:
         """The training answer for an action given in screenshot pixels."""
@@ -364,17 +399,84 @@ class VLMWrapper:
         model_action = encode_action(action, space, image_size)
         return render_action(model_action, self.action_format, space)
 
+    # -- episode history ------------------------------------------------------------------------
+    def window_for(self, history: list | None) -> int:
+        """Earlier actions shown for one step: ``history`` None marks a single step (not part of an
+        episode), a list (empty at an episode's first step) a step of an episode."""
+        if self.history_window == "auto":
+            return AUTO_HISTORY_WINDOW if history is not None else 0
+        return self.history_window
+
+    def history_answers(self, history: list | None, image_size: tuple[int, int]) -> list[str] | None:
+        """The last :meth:`window_for` earlier actions (screenshot pixels) rendered exactly as answers are,
+        in the agent's format and coordinate space (of the current screenshot); None: no history block."""
+        window = self.window_for(history)
+        if not window:
+            return None
+        return [self.render_target(action, image_size) for action in (history or [])[-window:]]
+
+    @staticmethod
+    def record_histories(records: list[dict]) -> tuple[list, list]:
+        """``(histories, history_images)`` of plain records for :meth:`encode` / :meth:`predict`: a record
+        of an episode (``episode_id`` set, or a non-empty ``history``) gives its earlier actions (a list,
+        empty at the first step), a single-step record None; ``history_images`` are the earlier
+        screenshots' paths (empty when not recorded)."""
+        histories = [list(r.get("history") or []) if r.get("episode_id") is not None or r.get("history") else None
+                     for r in records]
+        return histories, [list(r.get("history_images") or []) for r in records]
+
+    @property
+    def history_pixel_budget(self) -> int | None:
+        """Pixels of each earlier screenshot: ``history_max_pixels``, else a quarter of the main budget
+        (None where the family's processor sets its own size)."""
+        if self.history_max_pixels:
+            return self.history_max_pixels
+        main = self.pixel_budget.get("max_pixels")
+        return main // 4 if main else None
+
+    def history_screens(self, screens: list | None) -> list:
+        """The last ``history_images`` earlier screenshots (PIL images or paths), oldest first, scaled to
+        :attr:`history_pixel_budget` with the family's resize arithmetic."""
+        if not self.history_images or not screens:
+            return []
+        budget = self.history_pixel_budget
+        chosen = [as_image(s) for s in list(screens)[-self.history_images:]]
+        if not budget or not self.adapter.uses_pixel_budget:
+            return chosen
+        factor = self.adapter.resize_factor
+        resized = []
+        for screen in chosen:
+            width, height = screen.size
+            height_r, width_r = smart_resize(height, width, factor=factor, min_pixels=factor * factor,
+                                             max_pixels=max(budget, factor * factor))
+            resized.append(screen if (width_r, height_r) == screen.size else screen.resize((width_r, height_r)))
+        return resized
+
     def encode(self, images, instructions, targets=None, padding_side="right", max_length=None,
-               record_ids=None, examples=None, processor=None):
+               record_ids=None, examples=None, processor=None, histories=None, history_images=None):
         """Model inputs for a batch; ``targets`` are answer strings (labels cover only them).
 
+        ``histories``: per sample, the episode's earlier actions in screenshot pixels, oldest first (None
+        for a single step); ``history_images``: per sample, the earlier screenshots, oldest first. How many
+        of each reach the prompt is the agent's ``history_window`` / ``history_images``.
         ``processor`` replaces the wrapper's own for this call (the feature cache passes one whose image
         processor only lays out tokens).
         """
         images = [as_image(i) for i in images]
-        prompts = [self.prompt_text(i, examples) for i in instructions]
-        return self.adapter.encode(processor or self.processor, images, prompts, targets, padding_side, max_length,
-                                   record_ids)
+        histories = list(histories) if histories is not None else [None] * len(images)
+        history_images = list(history_images) if history_images is not None else [None] * len(images)
+        if not len(histories) == len(history_images) == len(images):
+            raise ValueError(f"encode: {len(images)} screenshots, {len(histories)} histories and "
+                             f"{len(history_images)} history image lists; expected one of each per sample")
+        per_sample, prompts = [], []
+        for image, instruction, history, screens in zip(images, instructions, histories, history_images):
+            earlier = self.history_screens(screens)
+            per_sample.append([*earlier, image])
+            prompts.append(self.prompt_text(instruction, examples, self.history_answers(history, image.size),
+                                            image_count=len(earlier) + 1))
+        batch_images = per_sample if any(len(s) > 1 for s in per_sample) else images
+        return self.adapter.encode(processor or self.processor, batch_images, prompts, targets, padding_side,
+                                   max_length, record_ids)
 
     # -- the seed API -------------------------------------------------------------------------
     def forward(self, images, prompts, labels=None) -> dict:
@@ -392,9 +494,12 @@ class VLMWrapper:
         return {"loss": out.loss, "logits": out.logits}
 
     @torch.no_grad()
-    def generate_text(self, images, instructions, examples=None, logits_processor=None) -> list[str]:
-        """Raw generated answers (special tokens removed), batched with left padding."""
-        batch = self.encode(images, instructions, padding_side="left", examples=examples)
+    def generate_text(self, images, instructions, examples=None, logits_processor=None, histories=None,
+                      history_images=None) -> list[str]:
+        """Raw generated answers (special tokens removed), batched with left padding (``histories`` and
+        ``history_images``: see :meth:`encode`)."""
+        batch = self.encode(images, instructions, padding_side="left", examples=examples, histories=histories,
+                            history_images=history_images)
         batch = batch.to(self.model.device)
         generation = {**self.adapter.generation_defaults, **self.generation}
         if not generation["do_sample"]:
@@ -421,16 +526,21 @@ class VLMWrapper:
             image_sizes=[as_image(i).size for i in images], end_token_ids=ends,
             max_new_tokens=self.generation["max_new_tokens"])])
 
-    def predict(self, images, instructions, examples=None, constrained: bool | None = None) -> list[Prediction]:
+    def predict(self, images, instructions, examples=None, constrained: bool | None = None, histories=None,
+                history_images=None) -> list[Prediction]:
         """Predict one action per (screenshot, instruction), mapped back to screenshot pixels.
 
         Args:
             constrained: constrained decoding for this call (None: the wrapper's ``constrained``).
+            histories: per sample, the episode's earlier actions (screenshot pixels, oldest first; None:
+                a single step).
+            history_images: per sample, the episode's earlier screenshots, oldest first.
         """
         images = [as_image(i) for i in images]
         constrained = self.constrained if constrained is None else constrained
         processors = self.action_logits_processor(images) if constrained else None
-        texts = self.generate_text(images, instructions, examples, logits_processor=processors)
+        texts = self.generate_text(images, instructions, examples, logits_processor=processors,
+                                   histories=histories, history_images=history_images)
         return [self.decode_prediction(text, image.size) for text, image in zip(texts, images)]
 
     def decode_prediction(self, text: str, image_size: tuple[int, int]) -> Prediction:
@@ -465,7 +575,9 @@ class VLMWrapper:
         return {"base_model": self.base_model_name, "family": self.family, "adapter": self.has_adapter,
                 "action_format": self.action_format, "coordinate_space": self.coordinate_space_name,
                 "task_prompt": self.task_prompt, "system_prompt": self.system_prompt,
-                "generation": self.generation, **self.pixel_budget}
+                "generation": self.generation, **self.pixel_budget,
+                "history": {"window": self.history_window, "images": self.history_images,
+                            "max_pixels": self.history_max_pixels}}
 
     def save_pretrained(self, path: str | Path) -> Path:
         """Save weights (the LoRA adapter alone when there is one) as safetensors, the processor and

@@ -11,7 +11,8 @@ from ..models.wrapper import VLMWrapper
 
 
 class UICollator:
-    """Batch records (``image``, ``instruction``, ``action`` in pixels, ``id``) into model inputs."""
+    """Batch records (``image``, ``instruction``, ``action`` in pixels, ``id``; for a step of an episode
+    ``episode_id``, ``history`` and ``history_images``) into model inputs."""
 
     def __init__(self, wrapper: VLMWrapper, max_length: int | None = None):
         self.wrapper = wrapper
@@ -25,7 +26,8 @@ class UICollator:
         """The batch of ``records`` with these ``images``; answers are mapped for the screenshots' ``sizes``
         (``processor``: see :meth:`.VLMWrapper.encode`)."""
         targets = [self.wrapper.render_target(r["action"], size) for r, size in zip(records, sizes)]
+        histories, history_images = self.wrapper.record_histories(records)
         return dict(self.wrapper.encode(images, [r["instruction"] for r in records], targets,
                                         max_length=self.max_length,
                                         record_ids=[r.get("id", i) for i, r in enumerate(records)],
-                                        processor=processor))
+                                        processor=processor, histories=histories, history_images=history_images))
