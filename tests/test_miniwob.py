@@ -2,18 +2,20 @@
 
 Skipped (with the reason) only when Chromium or its driver is missing and CI is not set; under CI
 they always run. The 50-episode oracle figures come from ``bench/oracle_success.py``; here each
-oracle runs a few episodes to keep the file well under two minutes.
+oracle runs a few episodes, and the multi-step ones (plus two one-click tasks) 20 each.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import time
 
+import numpy as np
 import pytest
 
 from uivlm_helpers.data import schema
 from uivlm_helpers.data import miniwob_env as mw
-from uivlm_helpers.models.wrapper import Prediction
 
 _available, _reason = mw.chrome_available()
 if not _available and os.environ.get("CI", "").lower() not in ("1", "true", "yes"):
@@ -153,6 +155,49 @@ def test_oracle_succeeds(task, browser):
     assert all(e.success for e in episodes)
 
 
+#: Tasks of one to six steps whose oracles must succeed in at least 95% of 20 live episodes.
+EPISODE_TASKS = ("click-checkboxes", "enter-text", "login-user", "click-tab-2", "use-autocomplete",
+                 "click-test-2", "click-button", "click-link")
+EPISODE_RUNS = 20
+
+
+def test_oracles_succeed_in_live_multi_step_episodes(browser):
+    started = time.perf_counter()
+    episodes = mw.rollout_episodes(mw.oracle_policy, EPISODE_TASKS, EPISODE_RUNS, seed=11, env=browser)
+    elapsed = time.perf_counter() - started
+    rates = {task: sum(e.success for e in runs) / len(runs) for task, runs in episodes.items()}
+    failures = {task: [e.failure for e in runs if not e.success] for task, runs in episodes.items()}
+    assert all(rate >= 0.95 for rate in rates.values()), (rates, failures)
+    steps = {task: mw.mean_steps(runs) for task, runs in episodes.items()}
+    # fixed plans: one click; click + type + Submit; two fields + Login
+    assert steps["click-test-2"] == steps["click-button"] == steps["click-link"] == 1
+    assert steps["enter-text"] == 3 and steps["login-user"] == 5
+    # click, type the start, wait for the menu (once more on a busy machine), pick the suggestion, Submit
+    assert min(e.steps for e in episodes["use-autocomplete"]) == 5
+    assert all(e.steps <= 7 for e in episodes["use-autocomplete"] if e.success)
+    # the link is on the first, second or third tab: one to three clicks, and each of them happens
+    assert {e.steps for e in episodes["click-tab-2"]} == {1, 2, 3}
+    # one click per checkbox to tick (none to all), then Submit
+    assert 1 <= min(e.steps for e in episodes["click-checkboxes"]) < max(e.steps for e in episodes["click-checkboxes"])
+    print(f"\n{len(EPISODE_TASKS) * EPISODE_RUNS} oracle episodes in {elapsed:.1f} s: {rates}, mean steps {steps}")
+
+
+def test_click_tab_2_oracle_opens_tabs_until_the_link_shows(browser):
+    browser.load_task("click-tab-2")
+    for episode in range(EPISODE_RUNS):
+        state = browser.reset(seed=mw.episode_seed(0, "test", "click-tab-2", episode))
+        if not state.find(tag="span", cls="alink", text=state.fields["target"]):
+            break
+    else:
+        pytest.fail("every instance shows its link on the first tab")
+    step = mw.oracle_step(state, 0)
+    assert step.element.text == "Tab #2" and "ui-tabs-anchor" in step.element.class_list
+    state, reward, done = browser.step(step.action)
+    assert not done and reward == 0.0
+    panel = [e for e in state.find(tag="div") if e.id.startswith("tabs-")]
+    assert [e.id for e in panel] == ["tabs-2"]  # only the open tab's text is on the page
+
+
 def test_the_ten_required_tasks_have_oracles():
     assert set(mw.REQUIRED_ORACLE_TASKS) <= set(mw.ORACLES) and len(mw.REQUIRED_ORACLE_TASKS) == 10
 
@@ -225,24 +270,6 @@ def test_policy_failures_fail_the_episode_not_the_rollout(click_test_2):
     assert result.failure == "no result after 2 steps" and len(result.actions) == 2
 
 
-class _StubWrapper:
-    """Answers like VLMWrapper.predict: one Prediction per (image, instruction), pixels."""
-
-    def __init__(self):
-        self.calls = []
-
-    def predict(self, images, instructions, examples=None):
-        self.calls.append((images[0].size, instructions[0]))
-        return [Prediction(raw_text="click(30, 100)", action={"type": "click", "x": 30, "y": 100})]
-
-
-def test_policy_from_wrapper_feeds_screenshot_and_utterance(browser):
-    stub = _StubWrapper()
-    rates = mw.rollout(mw.policy_from_wrapper(stub), ["click-test"], 2, seed=0, max_steps=1, env=browser)
-    assert set(rates) == {"click-test"} and 0 <= rates["click-test"] <= 1
-    assert stub.calls[0] == ((160, 210), "Click the button.")
-
-
 def test_policy_from_a_real_tiny_wrapper(tiny_path, browser):
     from uivlm_helpers.models.wrapper import VLMWrapper
 
@@ -254,6 +281,128 @@ def test_policy_from_a_real_tiny_wrapper(tiny_path, browser):
     assert browser.time_limit_s is None  # the shared browser's own setting is back
     browser.reset(seed=0)
     assert browser.driver.execute_script("return core.EPISODE_MAX_TIME") == 10000  # and the task's own limit
+
+
+
+def _pixels(image) -> np.ndarray:
+    return np.asarray(image.convert("RGB"))
+
+
+def test_episode_records_carry_the_earlier_actions_and_screens(browser):
+    browser.load_task("login-user")
+    seen = []
+
+    def watching_oracle(record):
+        seen.append(record)
+        return mw.oracle_policy(record)
+
+    result = mw.run_episode(browser, watching_oracle, seed=3, keep_frames=True)
+    assert result.success and result.steps == len(result.actions) == 5 == len(seen)
+    for step, record in enumerate(seen):
+        assert record["history"] == result.actions[:step]
+        assert len(record["history_frames"]) == step
+        for earlier, frame in zip(seen, record["history_frames"]):
+            assert np.array_equal(_pixels(frame), _pixels(earlier["image"]))
+    # one frame per action: the screen each action was taken on (the finished task shows no screen)
+    assert len(result.frames) == 5
+    assert all(np.array_equal(_pixels(f), _pixels(r["image"])) for f, r in zip(result.frames, seen))
+    # typing changes the screen: the frames are the successive screens, not one screen repeated
+    assert not np.array_equal(_pixels(result.frames[1]), _pixels(result.frames[2]))
+    # an episode stopped by the step limit also keeps the screen it stopped on; frames are optional
+    stopped = mw.run_episode(browser, mw.oracle_policy, seed=3, max_steps=2, keep_frames=True)
+    assert stopped.failure == "no result after 2 steps" and stopped.steps == 2 and len(stopped.frames) == 3
+    assert mw.run_episode(browser, mw.oracle_policy, seed=3).frames == []
+
+
+def test_rollout_reports_mean_steps(browser):
+    rates, steps = mw.rollout(mw.oracle_policy, ["enter-text", "click-test-2"], 3, seed=2, env=browser,
+                              with_steps=True)
+    assert rates == {"enter-text": 1.0, "click-test-2": 1.0} and steps == {"enter-text": 3.0, "click-test-2": 1.0}
+    assert mw.rollout(mw.oracle_policy, ["enter-text"], 3, seed=2, env=browser) == {"enter-text": 1.0}
+    assert mw.mean_steps([]) is None
+
+
+@pytest.fixture(scope="module")
+def history_agent(tiny_path):
+    """The tiny Qwen2-VL (a multi-image family) showing two earlier actions and one earlier screenshot."""
+    from uivlm_helpers.models.wrapper import VLMWrapper
+
+    return VLMWrapper("uivlm/tiny-qwen2-vl", max_new_tokens=24, constrained=True, history_window=2,
+                      history_images=1)
+
+
+def test_policy_from_wrapper_feeds_the_models_own_history_back(history_agent, browser, monkeypatch):
+    predict_calls, prompts = [], []
+    real_predict, real_prompt_text = history_agent.predict, history_agent.prompt_text
+
+    def observed_predict(images, instructions, **kwargs):
+        predict_calls.append({"images": images, "instructions": instructions, **kwargs})
+        return real_predict(images, instructions, **kwargs)
+
+    def observed_prompt_text(instruction, examples=None, history=None, image_count=1):
+        prompts.append(real_prompt_text(instruction, examples, history, image_count))
+        return prompts[-1]
+
+    monkeypatch.setattr(history_agent, "predict", observed_predict)
+    monkeypatch.setattr(history_agent, "prompt_text", observed_prompt_text)
+    policy = mw.policy_from_wrapper(history_agent, history_window=2, history_images=1)
+    browser.load_task("login-user")  # five steps: clicks on the page rarely end the episode
+    for seed in range(4):
+        predict_calls.clear(), prompts.clear()
+        episode = mw.run_episode(browser, policy, seed=seed, max_steps=3, keep_frames=True)
+        if episode.steps >= 2:
+            break
+    else:
+        pytest.fail(f"the tiny agent never took a second step: {episode.failure}")
+    first, second = predict_calls[0], predict_calls[1]
+    assert first["images"][0].size == (160, 210) and first["instructions"][0].startswith("Enter the username")
+    assert first["histories"] == [[]] and first["history_images"] == [[]]
+    # the second step gets the first action and the screen it was taken on, and its prompt shows them
+    assert second["histories"] == [episode.actions[:1]]
+    (earlier_screens,) = second["history_images"]
+    assert len(earlier_screens) == 1 and np.array_equal(_pixels(earlier_screens[0]), _pixels(first["images"][0]))
+    rendered = history_agent.render_target(episode.actions[0], (160, 210))
+    assert f"1. {rendered}" in prompts[1] and f"1. {rendered}" not in prompts[0]
+    if episode.steps == 3:  # the window keeps the last two actions
+        assert predict_calls[2]["histories"] == [episode.actions[:2]]
+        assert len(predict_calls[2]["history_images"][0]) == 1
+
+
+def test_policy_from_wrapper_refuses_history_the_agent_would_drop(tiny_path):
+    from uivlm_helpers.models.wrapper import VLMWrapper
+
+    single_step = VLMWrapper("uivlm/tiny-qwen2-vl")
+    with pytest.raises(ValueError, match="history_window=2.*history_window is 0"):
+        mw.policy_from_wrapper(single_step, history_window=2)
+    with pytest.raises(ValueError, match="history_images=1.*history_images is 0"):
+        mw.policy_from_wrapper(single_step, history_images=1)
+    with pytest.raises(ValueError, match="history_window: expected"):
+        mw.policy_from_wrapper(single_step, history_window=-1)
+    with pytest.raises(ValueError, match="history_images: expected"):
+        mw.policy_from_wrapper(single_step, history_images="2")
+
+
+def test_live_success_reports_rates_steps_and_saves_episode_frames(history_agent, tmp_path):
+    from uivlm_helpers.evaluation import evaluate
+
+    live = evaluate.live_success({"tiny agent": history_agent}, "click-test-2, login-user", 2, seed=1,
+                                 history_window=2, history_images=1, frames_dir=tmp_path / "frames")
+    assert set(live) == {"tiny agent"} and set(live["tiny agent"]) == {"click-test-2", "login-user", "mean"}
+    assert all(0 <= rate <= 1 for rate in live["tiny agent"].values())
+    steps = live.steps["tiny agent"]
+    assert set(steps) == {"click-test-2", "login-user", "mean"} and all(s >= 1 for s in steps.values())
+    assert steps["mean"] == pytest.approx((steps["click-test-2"] + steps["login-user"]) / 2)
+    for task in ("click-test-2", "login-user"):
+        folders = sorted((tmp_path / "frames" / "tiny_agent" / task).iterdir())
+        assert [f.name for f in folders] == ["episode_000", "episode_001"]
+        for folder in folders:
+            summary = json.loads((folder / "episode.json").read_text())
+            assert summary["task"] == task and summary["steps"] == len(summary["actions"])
+            pngs = sorted(p.name for p in folder.glob("*.png"))
+            assert pngs == summary["frames"] and len(pngs) in (summary["steps"], summary["steps"] + 1)
+        assert sum(json.loads((f / "episode.json").read_text())["steps"] for f in folders) / 2 == steps[task]
+    assert live.frames_dir == tmp_path / "frames"
+    assert evaluate.live_success({"tiny agent": history_agent}, "", 2) == {}
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..core.images import as_image
-from ..data.miniwob_env import MiniWoBTask, policy_from_wrapper, rollout
+from ..data.miniwob_env import MiniWoBTask, mean_steps, policy_from_wrapper, rollout_episodes
 from ..models.wrapper import VLMWrapper
 
 POINT_TYPES = ("click", "double_click", "long_press")
@@ -201,30 +202,78 @@ def metrics_table(named_metrics: dict[str, dict]):
     return table
 
 
-def live_success(agents: dict, tasks: str | list[str] | None, episodes_per_task: int, seed: int = 0):
-    """Per-task MiniWoB++ success rate of each agent (a table: tasks × agents, plus the mean).
+class LiveSuccess(dict):
+    """:func:`live_success`'s result: ``{agent: {task: success_rate, ..., "mean": rate}}``, with
+    ``steps``, the same table of mean actions per episode (``{agent: {task: mean_steps, ..., "mean":
+    steps}}``), and ``frames_dir``, where the episodes' screenshots were saved (None when not)."""
+
+    def __init__(self, rates: dict, steps: dict, frames_dir: Path | None = None):
+        super().__init__(rates)
+        self.steps = steps
+        self.frames_dir = frames_dir
+
+
+def _folder_name(name: str) -> str:
+    """An agent or task name as one folder name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("_") or "_"
+
+
+def save_episode_frames(episode, folder: str | Path) -> Path:
+    """One episode's screenshots as ``step_00.png``, ``step_01.png``... (the screen before each action)
+    and ``episode.json`` (task, seed, success, reward, failure, actions in screenshot pixels, frame files)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    names = []
+    for i, frame in enumerate(episode.frames):
+        names.append(f"step_{i:02d}.png")
+        frame.save(folder / names[-1])
+    summary = {"task": episode.task, "seed": episode.seed, "success": episode.success, "reward": episode.reward,
+               "failure": episode.failure, "steps": episode.steps, "actions": episode.actions, "frames": names}
+    (folder / "episode.json").write_text(json.dumps(summary, indent=2))
+    return folder
+
+
+def live_success(agents: dict, tasks: str | list[str] | None, episodes_per_task: int, seed: int = 0,
+                 history_window: int | str = 0, history_images: int = 0,
+                 frames_dir: str | Path | None = None) -> LiveSuccess:
+    """Per-task MiniWoB++ success rate and mean steps of each agent (a table: tasks × agents, plus the mean).
 
     Args:
         agents: name -> :class:`~uivlm_helpers.models.wrapper.VLMWrapper`.
         tasks: task names, or one comma-separated string; empty or None (``-p LIVE_TASKS ""`` on the
             command line) skips the live evaluation.
         episodes_per_task: seeded episodes per task (the same instances for every agent).
+        history_window, history_images: the agent's own earlier actions and screenshots fed back at
+            every step (see :func:`~uivlm_helpers.data.miniwob_env.policy_from_wrapper`).
+        frames_dir: save every episode's screenshots and actions under
+            ``frames_dir/<agent>/<task>/episode_<i>/`` (see :func:`save_episode_frames`).
 
     Returns:
-        ``{agent: {task: rate, ..., "mean": rate}}`` (empty when no task is given).
+        A :class:`LiveSuccess`: ``{agent: {task: rate, ..., "mean": rate}}`` (empty when no task is
+        given), with ``.steps``: ``{agent: {task: mean_steps, ..., "mean": steps}}``.
     """
 
     tasks = [t.strip() for t in tasks.split(",") if t.strip()] if isinstance(tasks, str) else list(tasks or [])
+    frames_dir = Path(frames_dir) if frames_dir is not None else None
     if not tasks or episodes_per_task <= 0:
-        return {}
-    results = {}
+        return LiveSuccess({}, {}, None)
+    rates, steps = {}, {}
     env = MiniWoBTask(tasks[0])
     try:
         for name, agent in agents.items():
+            policy = policy_from_wrapper(agent, history_window=history_window, history_images=history_images)
             # CPU inference is slow next to a person: give each episode time for the model to answer.
-            rates = rollout(policy_from_wrapper(agent), tasks, episodes_per_task, seed=seed,
-                            time_limit_s=60, env=env)
-            results[name] = {**rates, "mean": sum(rates.values()) / len(rates)}
+            episodes = rollout_episodes(policy, tasks, episodes_per_task, seed=seed, time_limit_s=60, env=env,
+                                        keep_frames=frames_dir is not None)
+            agent_rates = {task: sum(e.success for e in runs) / len(runs) for task, runs in episodes.items()}
+            agent_steps = {task: mean_steps(runs) for task, runs in episodes.items()}
+            rates[name] = {**agent_rates, "mean": sum(agent_rates.values()) / len(agent_rates)}
+            steps[name] = {**agent_steps, "mean": mean_steps([e for runs in episodes.values() for e in runs])}
+            if frames_dir is not None:
+                for task, runs in episodes.items():
+                    for i, episode in enumerate(runs):
+                        save_episode_frames(episode, frames_dir / _folder_name(name) / _folder_name(task)
+                                            / f"episode_{i:03d}")
     finally:
         env.close()
-    return results
+    return LiveSuccess(rates, steps, frames_dir)

@@ -20,16 +20,19 @@ Modules, one job each (every public name is also importable from this package):
 * :mod:`.environment`: one task in a browser (:class:`MiniWoBTask`): reset, actions, records;
 * :mod:`.oracles`: the oracle policies (:data:`ORACLES`, :data:`ORACLE_TASKS`,
   :data:`REQUIRED_ORACLE_TASKS`, :func:`oracle_step`, :func:`oracle_policy`);
-* :mod:`.rollouts`: episodes and success rates (:func:`run_episode`, :func:`rollout`,
-  :func:`rollout_episodes`, :func:`episode_seed`, :class:`EpisodeResult`, :func:`policy_from_wrapper`);
+* :mod:`.rollouts`: episodes, success rates and steps taken (:func:`run_episode`, :func:`rollout`,
+  :func:`rollout_episodes`, :func:`episode_seed`, :class:`EpisodeResult`, :func:`mean_steps`,
+  :func:`policy_from_wrapper`);
 * :mod:`.demos`: oracle demonstrations as a JSONL dataset (:func:`record_demonstrations`).
 
 Policies. A policy is any callable ``policy(record: dict) -> dict | None`` returning an action dict in
 screenshot pixels (``{"type": "click", "x": 30, "y": 140}``). The record dict has the plain-record
 keys (``id``, ``image`` as a ``PIL.Image``, ``instruction``, ``image_size``, ``history``, ``source``,
-``platform``) plus ``"miniwob"``: the :class:`MiniWoBState` (DOM elements, fields), which only oracle
-policies read. :func:`policy_from_wrapper` turns a :class:`~uivlm_helpers.models.wrapper.VLMWrapper` into a
-policy. Success is the binary reward of the MiniWoB++ papers: the episode ended with raw reward 1.
+``platform``) plus ``"history_frames"`` (the screenshots of the earlier steps, PIL images, oldest first)
+and ``"miniwob"``: the :class:`MiniWoBState` (DOM elements, fields), which only oracle policies read.
+:func:`policy_from_wrapper` turns a :class:`~uivlm_helpers.models.wrapper.VLMWrapper` into a policy that can
+show the model its own earlier actions and screenshots (``history_window``, ``history_images``). Success
+is the binary reward of the MiniWoB++ papers: the episode ended with raw reward 1.
 
 Example::
 
@@ -45,12 +48,13 @@ from .demos import record_demonstrations
 from .environment import MiniWoBTask
 from .oracles import (DEFAULT_TASKS, ORACLE_TASKS, ORACLES, REQUIRED_ORACLE_TASKS, OracleStep, oracle_policy,
                       oracle_step)
-from .rollouts import EpisodeResult, episode_seed, policy_from_wrapper, rollout, rollout_episodes, run_episode
+from .rollouts import (EpisodeResult, episode_seed, mean_steps, policy_from_wrapper, rollout, rollout_episodes,
+                       run_episode)
 from .state import Element, MiniWoBState
 
 __all__ = [
     "CHROME_FLAGS", "DEFAULT_TASKS", "ORACLES", "ORACLE_TASKS", "REQUIRED_ORACLE_TASKS",
     "Element", "MiniWoBState", "MiniWoBTask", "OracleStep", "EpisodeResult",
     "chrome_available", "configure_browser", "episode_seed", "oracle_step", "oracle_policy",
-    "policy_from_wrapper", "run_episode", "record_demonstrations", "rollout", "rollout_episodes",
+    "mean_steps", "policy_from_wrapper", "run_episode", "record_demonstrations", "rollout", "rollout_episodes",
 ]

@@ -185,7 +185,7 @@ def _oracle_use_autocomplete(state, step):
     """
     field = state.one(id="tags")
     value = field.value
-    if not field.focused and not value:
+    if step == 0 or (not field.focused and not value):  # the field may keep the focus of the last episode
         return _click(state, field)
     if not value:
         return _type(state.fields["start"])
@@ -193,8 +193,9 @@ def _oracle_use_autocomplete(state, step):
     items = [e for e in state.find(cls="ui-menu-item-wrapper") if menu and state.is_inside(e, menu[0])]
     wanted = [e for e in items if _autocomplete_matches(state, e.text)]
     if not items:
-        # The typed start alone may already pass; the oracle still shows the widget's use: a whole suggestion.
-        if value != state.fields["start"] and _autocomplete_matches(state, value):
+        # The typed start alone may pass; the oracle still shows the widget's use (a whole suggestion),
+        # so right after typing it waits for the menu. Later (step 3 on), the start is the suggestion.
+        if _autocomplete_matches(state, value) and (value != state.fields["start"] or step >= 3):
             return _click(state, _button(state, "Submit"))
         return OracleStep({"type": "wait", "seconds": _AUTOCOMPLETE_WAIT_S})
     if not wanted:
