@@ -566,3 +566,132 @@ def test_estimate_view_headless():
     config.model.name = "someone/not-a-known-model"
     view.update(config)
     assert view.estimate is None and "no estimate" in view.text
+
+
+# -- episode history (data.history_window, data.history_images) ---------------------------------------------
+@pytest.mark.parametrize("source,window,expected", [
+    ("aitw", "auto", 4), ("androidcontrol", "auto", 4), ("mind2web", "auto", 4), ("miniwob", "auto", 4),
+    ("miniwob:click-test,enter-text", "auto", 4), ("tasks-multistep", "auto", 4), ("data/aitw_general", "auto", 4),
+    ("tasks", "auto", 0), ("synthetic", "auto", 0), ("data/screenspot", "auto", 0), ("tasks", 3, 3),
+    ("aitw", 0, 0), ("aitw", "2", 2)])
+def test_history_window_resolves_auto_by_data_source(source, window, expected):
+    assert memory.history_window_for(source, window) == expected
+
+
+@pytest.mark.parametrize("window", [-1, 1.5, True, "four"])
+def test_history_window_rejects_what_is_not_a_count(window):
+    with pytest.raises(ValueError, match="data.history_window"):
+        memory.history_window_for("aitw", window)
+
+
+def test_history_grows_the_sequence_by_exactly_the_counted_tokens():
+    """Qwen2-VL-2B, 1288x728 screens: 4 earlier actions and 2 earlier screenshots at 200,704 px, which
+    smart-resize to 588x336 = (336/28) x (588/28) = 252 image tokens each (+ vision start / end)."""
+    base = _config(training__batch_size=1, data__image_width=1288, data__image_height=728)
+    plain = memory.estimate_training_memory(base)
+    assert plain["history"]["tokens"] == 0 and plain["sequence_tokens"] == 1196 + memory.DEFAULT_TEXT_TOKENS
+
+    text_only = _config(training__batch_size=1, data__image_width=1288, data__image_height=728, data__source="aitw")
+    with_text = memory.estimate_training_memory(text_only)
+    text = 4 * memory.HISTORY_ACTION_TOKENS["text"] + memory.HISTORY_BLOCK_TOKENS[0]
+    assert with_text["sequence_tokens"] - plain["sequence_tokens"] == text
+
+    both = _config(training__batch_size=1, data__image_width=1288, data__image_height=728, data__source="aitw",
+                   data__history_images=2, model__history_max_pixels=200_704)
+    with_both = memory.estimate_training_memory(both)
+    history = with_both["history"]
+    assert history["image"]["resized"] == (588, 336) and history["image"]["tokens"] == (336 // 28) * (588 // 28)
+    images = 2 * ((336 // 28) * (588 // 28) + 2)
+    text = 4 * memory.HISTORY_ACTION_TOKENS["text"] + memory.HISTORY_BLOCK_TOKENS[2]
+    assert with_both["sequence_tokens"] - plain["sequence_tokens"] == text + images == history["tokens"]
+    assert with_both["image_tokens"] == plain["image_tokens"] == 1196      # the main screenshot is unchanged
+    # Longer sequences cost activations and logits; the weights and the optimizer do not change.
+    grown = {k: with_both["components"][k] - plain["components"][k] for k in plain["components"]}
+    assert grown["activations"] > 0 and grown["logits"] > 0
+    assert grown["weights"] == grown["optimizer"] == grown["lora"] == 0
+    # Logits scale with tokens exactly (plain path, loss-backward peak): 12 bytes x vocabulary per token.
+    assert plain["assumptions"]["peak_phase"] == with_both["assumptions"]["peak_phase"] == "loss backward"
+    vocab = model_configs.published_config(QWEN_2B)["text"]["vocab_size"]
+    assert grown["logits"] * memory.GIB == pytest.approx(12 * vocab * (text + images))
+
+
+def test_history_screenshots_default_to_a_quarter_of_the_main_budget():
+    config = _config(training__batch_size=1, data__image_width=1288, data__image_height=728,
+                     data__history_images=1, model__max_pixels=802_816)        # 1,024 tokens at most
+    history = memory.estimate_training_memory(config)["history"]
+    assert history["pixels"] == 802_816 // 4 and history["image"]["tokens"] <= 256
+    assert history["window"] == 0 and history["block_tokens"] == 0   # "tasks" is single-step: no text history
+
+
+@pytest.mark.parametrize("family", sorted(name for name, plugin in FAMILIES.items() if not plugin.multi_image))
+def test_history_screenshots_need_a_multi_image_family(family):
+    name = next(iter(FAMILIES[family].published))
+    config = _config(name, data__history_images=1)
+    with pytest.raises(ValueError, match="data.history_images=1") as error:
+        memory.estimate_training_memory(config)
+    for plugin in FAMILIES.values():
+        assert (plugin.display in str(error.value)) == (plugin.multi_image or plugin.name == family)
+    config.data.history_images = 0            # earlier actions as text are fine for every family
+    config.data.source = "aitw"
+    assert memory.estimate_training_memory(config)["history"]["window"] == 4
+
+
+def test_fits_message_says_what_the_history_costs():
+    config = _config(training__batch_size=1, training__gradient_checkpointing=True, data__image_width=1288,
+                     data__image_height=728, data__source="androidcontrol", data__history_images=2,
+                     model__history_max_pixels=200_704)
+    estimate = memory.estimate_training_memory(config)
+    message = memory.fits_message(estimate, gpu_gib=80.0)
+    text = 4 * memory.HISTORY_ACTION_TOKENS["text"] + memory.HISTORY_BLOCK_TOKENS[2]
+    assert f"history: 4 actions (~{text} tokens) + 2 screenshots at 200,704 px (~{2 * 254} tokens)" in message
+    config.data.history_images, config.data.history_window = 0, 0
+    cost = estimate["total_gib"] - memory.estimate_training_memory(config)["total_gib"]
+    assert f": +{cost:.2f} GiB;" in message and "4 more actions +" in message and "one more screenshot +" in message
+    plain = memory.estimate_training_memory(_config(training__batch_size=1))
+    assert "history" not in memory.fits_message(plain, gpu_gib=80.0)
+    # A single-image family is offered no extra screenshot.
+    llava = memory.estimate_training_memory(_config("llava-hf/llava-1.5-7b-hf", training__batch_size=1,
+                                                    data__source="mind2web"))
+    assert "4 more actions +" in memory.fits_message(llava, 80.0)
+    assert "screenshot" not in memory.fits_message(llava, 80.0)
+
+
+@pytest.fixture(scope="module")
+def tiny_qwen_history_wrapper():
+    from uivlm_helpers.models.wrapper import VLMWrapper
+
+    return VLMWrapper("uivlm/tiny-qwen2-vl", history_window="auto", history_images=2)
+
+
+@pytest.mark.parametrize("action_format", ["text", "json", "coordinates"])
+def test_per_action_tokens_are_measured_on_the_tiny_qwen2_vl_tokenizer(tiny_qwen_history_wrapper, action_format):
+    import math
+
+    measured = memory.history_action_tokens(tiny_qwen_history_wrapper.processor.tokenizer, action_format)
+    assert memory.HISTORY_ACTION_TOKENS[action_format] == math.ceil(measured)
+
+
+def test_history_tokens_match_the_real_processor(tiny_qwen_history_wrapper):
+    """The tiny Qwen2-VL's processor and chat template (``history_window="auto"``): one step of an episode
+    with 4 earlier actions and 2 earlier screenshots against the same screen as a single step (no history
+    block): the image part matches exactly, the text part within the per-action approximation (the rendered
+    coordinates' digits vary; here 146 real against 143 estimated)."""
+    from PIL import Image
+
+    wrapper = tiny_qwen_history_wrapper
+    screens = [Image.new("RGB", (1120, 1120), colour) for colour in ("white", "gray", "black")]
+    earlier = [a.to_dict() for a in memory.HISTORY_ACTION_SAMPLES[:4]]
+    single = wrapper.encode(screens[-1:], ["Click the Save button"], ["click(10, 20)"])
+    episode = wrapper.encode(screens[-1:], ["Click the Save button"], ["click(10, 20)"], histories=[earlier],
+                             history_images=[screens[:2]])
+    config = RunConfig()
+    config.model.name, config.data.source, config.data.history_images = "uivlm/tiny-qwen2-vl", "aitw", 2
+    history = memory.history_cost(config, (1120, 1120))
+    grid = episode["image_grid_thw"]
+    assert grid.shape[0] == 3 and int(grid[0].prod()) == history["image"]["patches"]   # the earlier screenshots
+    assert int(grid[0].prod()) // 4 == history["image"]["tokens"] == (112 // 28) * (112 // 28)
+    real = episode["input_ids"].shape[1] - single["input_ids"].shape[1]
+    estimated = history["tokens"]
+    real_images = 2 * (history["image"]["tokens"] + memory.HISTORY_IMAGE_WRAPPER_TOKENS)
+    assert history["images"] * history["image_tokens"] == real_images
+    assert abs(real - estimated) <= history["window"] * 2, (real, estimated)
