@@ -173,7 +173,7 @@ def test_filmstrip_cells_show_image_actions_and_history(episode_rows):
         viewer.next()
     view = viewer.render_episode(viewer.index)
     cells = viewer.filmstrip.children
-    assert len(cells) == 3
+    assert len(cells) == 3 and all("uivlm-episode-step" in c._dom_classes for c in cells)
     for cell, step in zip(cells, view.steps):
         title, image, actions, history = cell.children
         assert f"step {step.step + 1} {step.verdict}" in title.value

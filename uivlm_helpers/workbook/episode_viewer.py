@@ -1,8 +1,8 @@
 """The episode viewer of 04_eval: one multi-step episode at a time, as a filmstrip of its steps.
 
 Each step's cell shows the screenshot with the true action (green) and the predicted action (red) drawn
-on it, the step number with ✓ or ✗, both actions as text and the history lines the model saw in its
-prompt. Point actions (click, double_click, long_press, a drag's two ends) are drawn as markers with
+on it, the step number (from 1, like the episodes) with ✓ or ✗, both actions as text and the history
+lines the model saw in its prompt. Point actions (click, double_click, long_press, a drag's two ends) are drawn as markers with
 :func:`.viz.draw_overlay`; the others (type, press, scroll, wait, done) and an unparsed answer are written
 as text in a strip under the screenshot, so no writing ever covers the screen itself.
 
@@ -147,7 +147,8 @@ def draw_step(image: Image.Image, target: dict, predicted: dict | None, bbox=Non
     canvas = draw_overlay(image, target_box=bbox, target_point=target_point, predicted_point=predicted_point,
                           marker_radius=marker)
     draw = ImageDraw.Draw(canvas)
-    for action, colour, point in ((target, TARGET_COLOUR, target_point), (predicted, PREDICTION_COLOUR, predicted_point)):
+    marked = ((target, TARGET_COLOUR, target_point), (predicted, PREDICTION_COLOUR, predicted_point))
+    for action, colour, point in marked:
         if action and action.get("type") == "drag":  # the end point, and a line from the start
             draw.line([point, (action["x2"], action["y2"])], fill=colour, width=2)
             x2, y2 = action["x2"], action["y2"]
@@ -200,6 +201,7 @@ class EpisodeViewer:
         self.failed_only.observe(self._filter_changed, names="value")
         self.box = w.VBox([w.HBox([self.previous_button, self.next_button, self.position, self.failed_only]),
                            self.header, self.filmstrip])
+        self.box.add_class("uivlm-episode-viewer")
         self.show(0)
 
     # -- which episodes ---------------------------------------------------------------------------------
@@ -346,8 +348,8 @@ def _png(image: Image.Image) -> bytes:
 def _header_html(view: EpisodeView) -> str:
     n = len(view.steps) + view.hidden_steps
     right = view.steps_correct
-    verdict = (f'<span style="color:#008a00">✓ episode succeeded</span>' if view.success
-               else f'<span style="color:#c00000">✗ episode failed</span>')
+    verdict = ('<span style="color:#008a00">✓ episode succeeded</span>' if view.success
+               else '<span style="color:#c00000">✗ episode failed</span>')
     instruction = view.steps[0].instruction if view.steps else ""
     return (f'<div class="uivlm-episode-header"><b>episode {html.escape(str(view.episode_id))}</b> · {verdict} '
             f'({right} of the {len(view.steps)} steps shown correct, {n} step{"s" if n != 1 else ""} in all)'
@@ -363,13 +365,16 @@ def _step_cell(step: StepView) -> w.VBox:
     raw = (f'<br>raw: <code>{html.escape(repr(step.raw_text))}</code>' if not step.parsed and step.raw_text is not None
            else "")
     actions = w.HTML(f'<div style="font-size:90%;line-height:1.3">'
-                     f'<span style="color:#c00000">predicted</span>: <code>{html.escape(step.predicted_text)}</code><br>'
+                     f'<span style="color:#c00000">predicted</span>: '
+                     f'<code>{html.escape(step.predicted_text)}</code><br>'
                      f'<span style="color:#008a00">true</span>: <code>{html.escape(step.target_text)}</code>{raw}'
                      + (f"<br>{html.escape(step.instruction)}" if step.instruction else "") + "</div>")
     history = step.history_text or "(no earlier actions)"
     history_box = w.HTML(f'<pre class="uivlm-episode-history" style="font-size:10px;line-height:1.25;margin:0;'
                          f'max-height:110px;overflow:auto;white-space:pre-wrap;background:#f6f6f6;padding:3px">'
                          f'{html.escape(history)}</pre>')
-    return w.VBox([title, image, actions, history_box],
+    cell = w.VBox([title, image, actions, history_box],
                   layout=w.Layout(width="270px", min_width="270px", margin="0 6px 0 0",
                                   border=f"1px solid {colour}", padding="4px"))
+    cell.add_class("uivlm-episode-step")  # one per step: a browser test counts and reads them
+    return cell
