@@ -1,8 +1,8 @@
 """The episode viewer of 04_eval: one multi-step episode at a time, as a filmstrip of its steps.
 
-Each step's cell shows the screenshot with the true action (green) and the predicted action (red) drawn
-on it, the step number (from 1, like the episodes) with ✓ or ✗, both actions as text and the history
-lines the model saw in its prompt. Point actions (click, double_click, long_press, a drag's two ends) are drawn as markers with
+Each step's cell shows the screenshot with the true action (green) and the predicted action (red)
+drawn on it, the step number (from 1, like the episodes) with ✓ or ✗, both actions as text and the
+history lines the model saw in its prompt. Point actions (click, double_click, long_press, a drag's two ends) are drawn as markers with
 :func:`.viz.draw_overlay`; the others (type, press, scroll, wait, done) and an unparsed answer are written
 as text in a strip under the screenshot, so no writing ever covers the screen itself.
 
