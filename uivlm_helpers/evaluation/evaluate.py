@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from ..core.images import as_image
 from ..data.miniwob_env import MiniWoBTask, mean_steps, policy_from_wrapper, rollout_episodes
+from ..data.miniwob_env.rollouts import DEFAULT_MAX_STEPS
 from ..models.wrapper import VLMWrapper
 
 POINT_TYPES = ("click", "double_click", "long_press")
@@ -235,7 +236,7 @@ def save_episode_frames(episode, folder: str | Path) -> Path:
 
 def live_success(agents: dict, tasks: str | list[str] | None, episodes_per_task: int, seed: int = 0,
                  history_window: int | str = 0, history_images: int = 0,
-                 frames_dir: str | Path | None = None) -> LiveSuccess:
+                 frames_dir: str | Path | None = None, max_steps: int = DEFAULT_MAX_STEPS) -> LiveSuccess:
     """Per-task MiniWoB++ success rate and mean steps of each agent (a table: tasks × agents, plus the mean).
 
     Args:
@@ -247,6 +248,7 @@ def live_success(agents: dict, tasks: str | list[str] | None, episodes_per_task:
             every step (see :func:`~uivlm_helpers.data.miniwob_env.policy_from_wrapper`).
         frames_dir: save every episode's screenshots and actions under
             ``frames_dir/<agent>/<task>/episode_<i>/`` (see :func:`save_episode_frames`).
+        max_steps: actions allowed per episode.
 
     Returns:
         A :class:`LiveSuccess`: ``{agent: {task: rate, ..., "mean": rate}}`` (empty when no task is
@@ -263,8 +265,8 @@ def live_success(agents: dict, tasks: str | list[str] | None, episodes_per_task:
         for name, agent in agents.items():
             policy = policy_from_wrapper(agent, history_window=history_window, history_images=history_images)
             # CPU inference is slow next to a person: give each episode time for the model to answer.
-            episodes = rollout_episodes(policy, tasks, episodes_per_task, seed=seed, time_limit_s=60, env=env,
-                                        keep_frames=frames_dir is not None)
+            episodes = rollout_episodes(policy, tasks, episodes_per_task, seed=seed, max_steps=max_steps,
+                                        time_limit_s=60, env=env, keep_frames=frames_dir is not None)
             agent_rates = {task: sum(e.success for e in runs) / len(runs) for task, runs in episodes.items()}
             agent_steps = {task: mean_steps(runs) for task, runs in episodes.items()}
             rates[name] = {**agent_rates, "mean": sum(agent_rates.values()) / len(agent_rates)}
