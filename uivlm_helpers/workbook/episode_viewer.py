@@ -2,13 +2,15 @@
 
 Each step's cell shows the screenshot with the true action (green) and the predicted action (red)
 drawn on it, the step number (from 1, like the episodes) with ✓ or ✗, both actions as text and the
-history lines the model saw in its prompt. Point actions (click, double_click, long_press, a drag's two ends) are drawn as markers with
-:func:`.viz.draw_overlay`; the others (type, press, scroll, wait, done) and an unparsed answer are written
-as text in a strip under the screenshot, so no writing ever covers the screen itself.
+history lines the model saw in its prompt. Point actions (click, double_click, long_press, a drag's two
+ends) are drawn as markers with :func:`.viz.draw_overlay`; the others (type, press, scroll, wait, done)
+and an unparsed answer are written as text in a strip under the screenshot, so no writing ever covers
+the screen itself.
 
 Buttons page through the episodes (wrapping at either end) and a checkbox keeps only the failed ones;
-an episode succeeds when every one of its steps is correct. Works headless: :meth:`EpisodeViewer.render_episode`
-returns the content (PIL images and text) of one episode without any front end.
+an episode succeeds when every one of its steps is correct. Works headless:
+:meth:`EpisodeViewer.render_episode` returns the content (PIL images and text) of one episode without
+any front end.
 
 Input rows, one per step (the rows of ``predictions.jsonl`` plus the episode keys):
 
