@@ -695,3 +695,19 @@ def test_history_tokens_match_the_real_processor(tiny_qwen_history_wrapper):
     real_images = 2 * (history["image"]["tokens"] + memory.HISTORY_IMAGE_WRAPPER_TOKENS)
     assert history["images"] * history["image_tokens"] == real_images
     assert abs(real - estimated) <= history["window"] * 2, (real, estimated)
+
+
+def test_suggested_changes_can_shrink_or_drop_history_screenshots():
+    from uivlm_helpers.training.memory import suggest
+
+    config = _config(training__batch_size=1, training__gradient_checkpointing=True, data__image_width=1288,
+                     data__image_height=728, data__source="aitw", data__history_images=2)
+    estimate = memory.estimate_training_memory(config)
+    assert estimate["history"]["pixels"] == 12_845_056 // 4        # a quarter of the published budget
+    changes = dict(suggest._candidate_changes(estimate))
+    smaller = changes["model.history_max_pixels=200704 (~256 tokens per earlier screenshot)"]
+    none = changes["data.history_images=0 (earlier actions stay as text)"]
+    smaller_estimate = suggest.reestimate(estimate, **smaller)
+    none_estimate = suggest.reestimate(estimate, **none)
+    assert none_estimate["total_gib"] < smaller_estimate["total_gib"] < estimate["total_gib"]
+    assert none_estimate["history"]["window"] == 4                 # the earlier actions stay
