@@ -198,6 +198,32 @@ def test_click_tab_2_oracle_opens_tabs_until_the_link_shows(browser):
     assert [e.id for e in panel] == ["tabs-2"]  # only the open tab's text is on the page
 
 
+def test_use_autocomplete_oracle_narrows_a_menu_that_runs_off_the_screen(browser):
+    import dataclasses
+
+    browser.load_task("use-autocomplete")
+    state = browser.reset(seed=0)
+    state, _, _ = browser.step(mw.oracle_step(state, 0).action)  # click the field
+    state, _, _ = browser.step({"type": "type", "text": "A"})
+    state, _, _ = browser.step({"type": "wait", "seconds": 0.5})
+    suggestions = [e.text for e in state.find(cls="ui-menu-item-wrapper")]
+    assert "Argentina" in suggestions and state.one(text="Argentina").top > 210  # below the screenshot
+
+    def asked_for_argentina(observed):  # the page's own menu, with an utterance whose answer is off screen
+        return dataclasses.replace(observed, fields={"start": "A", "end": "ina"})
+
+    step = mw.oracle_step(asked_for_argentina(state), 3)
+    assert step.action == {"type": "type", "text": "rgentina"}
+    state, _, _ = browser.step(step.action)
+    for index in range(4, 8):  # wait until the menu narrows, then pick the suggestion
+        step = mw.oracle_step(asked_for_argentina(state), index)
+        state, _, _ = browser.step(step.action)
+        if step.element is not None:
+            break
+    assert step.element.text == "Argentina" and state.one(id="tags").value == "Argentina"
+    assert not state.find(cls="ui-menu-item-wrapper")  # picking it closed the menu
+
+
 def test_the_ten_required_tasks_have_oracles():
     assert set(mw.REQUIRED_ORACLE_TASKS) <= set(mw.ORACLES) and len(mw.REQUIRED_ORACLE_TASKS) == 10
 
