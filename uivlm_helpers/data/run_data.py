@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
-from . import miniwob_env, synth, synth_tasks
+from . import miniwob_env, synth, synth_episodes, synth_tasks
 from ..core.config import RunConfig
 from ..core.paths import RunPaths, SPLIT_FILES
 from .miniwob_env import DEFAULT_TASKS, ORACLE_TASKS
@@ -30,6 +30,8 @@ def prepare_data(config: RunConfig, paths: RunPaths) -> dict[str, Path]:
     * ``"synthetic"``: screens generated from ``config.data`` (sizes, image size, seed);
     * ``"tasks"`` or ``"tasks:colour,kind,..."``: task screens (:mod:`.synth_tasks`, see
       :func:`task_spec`), sized like ``"synthetic"``;
+    * ``"episodes"``: the synthetic two-step task in which only the history tells the next step
+      (:mod:`.synth_episodes`); ``train_size`` / ``eval_size`` count records, two per episode;
     * ``"miniwob"`` or ``"miniwob:click-test,enter-text,..."``: MiniWoB++ oracle demonstrations
       recorded in a headless Chromium (see :func:`prepare_miniwob`; needs ``make system-deps``);
     * a folder holding ``train.jsonl`` and ``test.jsonl`` (e.g. written by :mod:`.converters`),
@@ -39,6 +41,11 @@ def prepare_data(config: RunConfig, paths: RunPaths) -> dict[str, Path]:
     if d.source == "synthetic":
         splits = synth.make_splits(paths.data, seed=d.seed, n_train=d.train_size, n_eval=d.eval_size,
                                    image_size=(d.image_width, d.image_height))
+        return {name: Path(p) for name, p in splits.items()}
+    if d.source == synth_episodes.EPISODES_SOURCE:
+        splits = synth_episodes.make_episode_splits(paths.data, seed=d.seed, n_train=math.ceil(d.train_size / 2),
+                                                    n_eval=math.ceil(d.eval_size / 2),
+                                                    image_size=(d.image_width, d.image_height))
         return {name: Path(p) for name, p in splits.items()}
     spec = task_spec(d.source)
     if spec is not None:
@@ -51,7 +58,7 @@ def prepare_data(config: RunConfig, paths: RunPaths) -> dict[str, Path]:
     folder = Path(d.source)
     missing = [f for f in SPLIT_FILES.values() if not (folder / f).is_file()]
     if missing:
-        raise FileNotFoundError(f"data.source={d.source!r}: expected 'synthetic', 'tasks[:family,...]', "
+        raise FileNotFoundError(f"data.source={d.source!r}: expected 'synthetic', 'tasks[:family,...]', 'episodes', "
                                 f"'miniwob[:task,...]' or a "
                                 f"folder holding {list(SPLIT_FILES.values())}; missing {missing}")
     paths.data.mkdir(parents=True, exist_ok=True)
@@ -167,14 +174,13 @@ def as_plain(record: UIRecord) -> dict:
     """A record as the plain dict the collator, predictor and metrics use (absolute image paths); a step of
     an episode keeps ``episode_id``, ``step``, ``history`` and ``history_images``."""
     image = record.image if isinstance(record.image, Image.Image) else str(record.image_path)
-    base = Path(record.base_dir) if record.base_dir is not None else None
-    earlier = [str((base / p).resolve()) if base is not None and not Path(p).is_absolute() else str(p)
-               for p in getattr(record, "history_images", None) or []]
+    earlier = [value if path is None else str(path)
+               for value, path in zip(record.history_images, record.history_image_paths)]
     return {"id": record.id, "image": image, "instruction": record.instruction, "action": record.action,
             "bbox": record.bbox, "element_type": record.element_type, "source": record.source,
             "platform": record.platform, "image_size": list(record.image_size),
             "distractors": record.distractors, "history": [dict(a) for a in record.history],
-            "episode_id": getattr(record, "episode_id", None), "step": getattr(record, "step", None),
+            "episode_id": record.episode_id, "step": record.step,
             "history_images": earlier}
 
 

@@ -61,17 +61,24 @@ def score_prediction(predicted: dict | None, target: dict, bbox=None, distractor
 
 
 def predict_records(wrapper: VLMWrapper, records, batch_size: int = 8, progress: bool = True) -> list[dict]:
-    """Predict every record and score it; returns one row per record."""
+    """Predict every record and score it; returns one row per record. A step of an episode is predicted
+    with its history (the agent's ``history_window`` / ``history_images``); its row keeps ``episode_id``,
+    ``step`` and ``history_text`` (the earlier actions the prompt showed, one per line)."""
     rows = []
     records = list(records)
     batches = range(0, len(records), batch_size)
     for start in tqdm(batches, desc="predicting", disable=not progress):
         chunk = records[start:start + batch_size]
         images = [as_image(r["image"]) for r in chunk]
-        predictions = wrapper.predict(images, [r["instruction"] for r in chunk])
-        for record, prediction, image in zip(chunk, predictions, images):
+        histories, history_images = wrapper.record_histories(chunk)
+        predictions = wrapper.predict(images, [r["instruction"] for r in chunk], histories=histories,
+                                      history_images=history_images)
+        for record, prediction, image, history in zip(chunk, predictions, images, histories):
+            shown = wrapper.history_answers(history, image.size)
             rows.append({
-                "id": record.get("id"), "image": str(record["image"]), "image_size": list(image.size),
+                "id": record.get("id"), "episode_id": record.get("episode_id"), "step": record.get("step"),
+                "history_text": "\n".join(shown) if shown is not None else "",
+                "image": str(record["image"]), "image_size": list(image.size),
                 "instruction": record["instruction"], "raw_text": prediction.raw_text,
                 "predicted": prediction.action, "failure": prediction.failure,
                 "clamped": prediction.clamped, "target": record["action"], "bbox": record.get("bbox"),

@@ -453,26 +453,30 @@ class VLMWrapper:
         return resized
 
     def encode(self, images, instructions, targets=None, padding_side="right", max_length=None,
-               record_ids=None, examples=None, processor=None, histories=None, history_images=None):
+               record_ids=None, examples=None, processor=None, histories=None, history_images=None,
+               image_sizes=None):
         """Model inputs for a batch; ``targets`` are answer strings (labels cover only them).
 
         ``histories``: per sample, the episode's earlier actions in screenshot pixels, oldest first (None
         for a single step); ``history_images``: per sample, the earlier screenshots, oldest first. How many
         of each reach the prompt is the agent's ``history_window`` / ``history_images``.
         ``processor`` replaces the wrapper's own for this call (the feature cache passes one whose image
-        processor only lays out tokens).
+        processor only lays out tokens, with placeholder images and the screenshots' real ``image_sizes``,
+        which the history's coordinates are written for).
         """
         images = [as_image(i) for i in images]
+        sizes = [tuple(s) for s in image_sizes] if image_sizes is not None else [i.size for i in images]
         histories = list(histories) if histories is not None else [None] * len(images)
         history_images = list(history_images) if history_images is not None else [None] * len(images)
         if not len(histories) == len(history_images) == len(images):
             raise ValueError(f"encode: {len(images)} screenshots, {len(histories)} histories and "
                              f"{len(history_images)} history image lists; expected one of each per sample")
         per_sample, prompts = [], []
-        for image, instruction, history, screens in zip(images, instructions, histories, history_images):
+        for image, size, instruction, history, screens in zip(images, sizes, instructions, histories,
+                                                               history_images):
             earlier = self.history_screens(screens)
             per_sample.append([*earlier, image])
-            prompts.append(self.prompt_text(instruction, examples, self.history_answers(history, image.size),
+            prompts.append(self.prompt_text(instruction, examples, self.history_answers(history, size),
                                             image_count=len(earlier) + 1))
         batch_images = per_sample if any(len(s) > 1 for s in per_sample) else images
         return self.adapter.encode(processor or self.processor, batch_images, prompts, targets, padding_side,

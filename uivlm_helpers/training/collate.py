@@ -30,4 +30,5 @@ class UICollator:
         return dict(self.wrapper.encode(images, [r["instruction"] for r in records], targets,
                                         max_length=self.max_length,
                                         record_ids=[r.get("id", i) for i, r in enumerate(records)],
-                                        processor=processor, histories=histories, history_images=history_images))
+                                        processor=processor, histories=histories, history_images=history_images,
+                                        image_sizes=sizes))
