@@ -571,7 +571,7 @@ def test_estimate_view_headless():
 # -- episode history (data.history_window, data.history_images) ---------------------------------------------
 @pytest.mark.parametrize("source,window,expected", [
     ("aitw", "auto", 4), ("androidcontrol", "auto", 4), ("mind2web", "auto", 4), ("miniwob", "auto", 4),
-    ("miniwob:click-test,enter-text", "auto", 4), ("tasks-multistep", "auto", 4), ("data/aitw_general", "auto", 4),
+    ("miniwob:click-test,enter-text", "auto", 4), ("episodes", "auto", 4), ("data/aitw_general", "auto", 4),
     ("tasks", "auto", 0), ("synthetic", "auto", 0), ("data/screenspot", "auto", 0), ("tasks", 3, 3),
     ("aitw", 0, 0), ("aitw", "2", 2)])
 def test_history_window_resolves_auto_by_data_source(source, window, expected):
@@ -711,3 +711,20 @@ def test_suggested_changes_can_shrink_or_drop_history_screenshots():
     none_estimate = suggest.reestimate(estimate, **none)
     assert none_estimate["total_gib"] < smaller_estimate["total_gib"] < estimate["total_gib"]
     assert none_estimate["history"]["window"] == 4                 # the earlier actions stay
+
+
+def test_history_screenshots_train_on_the_plain_path():
+    """The feature cache lays out one screenshot per sample: with history screenshots ``auto`` leaves it off
+    (the tower's pixels and activations count again), ``true`` is training's own error; earlier actions
+    alone keep it."""
+    from uivlm_helpers.training.features import FastPathError
+
+    settings = dict(training__batch_size=1, data__image_width=1288, data__image_height=728, data__source="aitw",
+                    training__cache_vision_features="auto")
+    actions_only = memory.estimate_training_memory(_config(**settings))
+    with_screens = memory.estimate_training_memory(_config(**settings, data__history_images=1))
+    assert actions_only["assumptions"]["cache_vision_features"] is True
+    assert with_screens["assumptions"]["cache_vision_features"] is False
+    with pytest.raises(FastPathError, match="data.history_images=1"):
+        memory.estimate_training_memory(_config(**{**settings, "training__cache_vision_features": "true"},
+                                                data__history_images=1))

@@ -14,6 +14,7 @@ import torch
 
 from ...core.actions import ACTION_FORMATS, Action, render_action
 from ...core.config import RunConfig
+from ...data.synth_episodes import EPISODES_SOURCE
 from ...families.registry import FAMILIES
 from ..features import cache_decision, mode_dependent_in_spec
 
@@ -39,9 +40,9 @@ CPU_PROCESS_GIB = 0.6
 
 # -- episode history (data.history_window, data.history_images) ---------------------------------------
 #: Data sources whose records are steps of episodes, so ``data.history_window: auto`` writes earlier actions
-#: (MiniWoB++ demonstrations and the synthetic multi-step task are episodes too); every other source is
-#: single-step.
-EPISODE_SOURCES = ("aitw", "androidcontrol", "mind2web", "miniwob", "tasks-multistep")
+#: (MiniWoB++ demonstrations and the synthetic two-step episodes, ``"episodes"``, are episodes too); every
+#: other source is single-step.
+EPISODE_SOURCES = ("aitw", "androidcontrol", "mind2web", "miniwob", EPISODES_SOURCE)
 #: Earlier actions ``data.history_window: auto`` writes for an episode source.
 AUTO_HISTORY_WINDOW = 4
 
@@ -339,17 +340,24 @@ def fast_path_switches(config: RunConfig, spec: dict, gpu: bool) -> tuple[bool, 
     ``auto`` asks :func:`uivlm_helpers.training.features.cache_decision`, the rule training applies to the loaded model, with
     the facts the configuration and spec give: the tower trains when ``model.freeze_vision_encoder`` is
     false (fully, or under LoRA through adapters on its layers), and the spec's dropout / stochastic-depth
-    rates. ``true`` is estimated as asked. The fused loss needs a GPU, liger-kernel installed and a family
-    it patches.
+    rates. ``true`` is estimated as asked. Earlier screenshots (``data.history_images``) put several images in
+    a sample, which the cache does not lay out: ``auto`` then trains on the plain path and ``true`` is the
+    same error training raises. The fused loss needs a GPU, liger-kernel installed and a family it patches.
     """
 
     t = config.training
     cache_setting = str(getattr(t, "cache_vision_features", "false")).lower()
     fused_setting = str(getattr(t, "fused_cross_entropy", "false")).lower()
-    cache = cache_setting == "true" or (cache_setting == "auto" and cache_decision(
-        "auto", spec["family"], mode_dependent=mode_dependent_in_spec(spec),
-        trainable_vision=None if config.model.freeze_vision_encoder else "model.freeze_vision_encoder is false",
-    ).enabled)
+    history_images = config.data.history_images
+    if cache_setting == "true" and not history_images:
+        cache = True                                   # estimated as asked
+    elif cache_setting in ("auto", "true"):            # with history screenshots "true" raises like training
+        cache = cache_decision(
+            cache_setting, spec["family"], mode_dependent=mode_dependent_in_spec(spec),
+            trainable_vision=None if config.model.freeze_vision_encoder else "model.freeze_vision_encoder is false",
+            history_images=history_images).enabled
+    else:
+        cache = False
     liger = importlib.util.find_spec("liger_kernel") is not None
     fused = fused_setting == "true" or (fused_setting == "auto" and gpu and liger
                                         and spec.get("family") in LIGER_FAMILIES)
