@@ -13,11 +13,12 @@ Three tables, written to ``bench/results/bench_history_<cpu|gpu>.json``:
    built by ``VLMWrapper.encode(..., histories=, history_images=)`` (the workbook's prompt with the history
    block, earlier screenshots scaled to the history pixel budget), then
    :func:`uivlm_helpers.training.profiling.profile_training_peak` (live tensor storages on the CPU; the
-   process's peak RSS beside it) and its mean step time, against
+   process's peak RSS beside it) and its step time, against
    :func:`~uivlm_helpers.training.memory.estimate_training_memory` for the same settings.
 3. **Full-size Qwen2-VL-2B, estimated only** (1288x728 screens, LoRA on all projections, the workbook's
    fast-path defaults on a GPU: cached tower features; the fused loss only where liger-kernel is
-   installed): 4 earlier actions with 0 or 2 earlier screenshots, at the default history budget (a
+   installed; with earlier screenshots the cache steps aside and the tower runs in the step): 4 earlier
+   actions with 0 or 2 earlier screenshots, at the default history budget (a
    quarter of the main one, which leaves a 1288x728 screenshot whole) and at 200,704 pixels (252 tokens).
 
 The step time is the fastest of ``--rounds`` rounds' median of ``--steps`` steps, the rounds going over
@@ -44,6 +45,7 @@ STEP_COLUMNS = [("window", "window"), ("images", "screenshots"), ("sequence_toke
                 ("step_s", "step s")]
 FULL_COLUMNS = [("recipe", "recipe"), ("window", "window"), ("images", "screenshots"),
                 ("history_pixels", "px / screenshot"), ("history_tokens", "history tokens"),
+                ("cached_features", "cached features"),
                 ("sequence_tokens", "tokens/sample"), ("peak_gib", "peak GiB"), ("total_gib", "total GiB"),
                 ("added_gib", "+ GiB vs none")]
 
@@ -164,6 +166,7 @@ def full_size_rows() -> list[dict]:
             history = estimate["history"]
             rows.append({"recipe": recipe, "window": window, "images": images,
                          "history_pixels": history["pixels"], "history_tokens": history["tokens"],
+                         "cached_features": estimate["assumptions"]["cache_vision_features"],
                          "sequence_tokens": estimate["sequence_tokens"], "peak_gib": estimate["peak_allocated_gib"],
                          "total_gib": estimate["total_gib"], "added_gib": estimate["total_gib"] - none,
                          "message": memory.fits_message(estimate, gpu_gib=80.0)})
