@@ -19,7 +19,7 @@ Three tables, written to ``bench/results/bench_history_<cpu|gpu>.json``:
    fast-path defaults on a GPU: cached tower features; the fused loss only where liger-kernel is
    installed; with earlier screenshots the cache steps aside and the tower runs in the step): 4 earlier
    actions with 0 or 2 earlier screenshots, at the default history budget (a
-   quarter of the main one, which leaves a 1288x728 screenshot whole) and at 200,704 pixels (252 tokens).
+   quarter of the pixels the current screenshot gets: 234,416 for 1288x728) and at 200,704 pixels (252 tokens).
 
 The step time is the fastest of ``--rounds`` rounds' median of ``--steps`` steps, the rounds going over
 the settings in turn: the CPU box is shared, and a single median moves by tens of percent between runs. The peak RSS column is the process's high-water mark less its resident set before the steps:

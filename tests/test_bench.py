@@ -15,7 +15,7 @@ from uivlm_helpers.core.config import ConfigError
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCH_FILES = sorted((REPO_ROOT / "bench").rglob("*.py"))
 # Scripts that import without running (the binding experiments base_errors / continue_base run at import).
-BENCH_MODULES = ["bench.common", "bench.bench_actions", "bench.bench_anchor", "bench.bench_data",
+BENCH_MODULES = ["bench.common", "bench.bench_actions", "bench.bench_anchor", "bench.bench_data", "bench.bench_history",
                  "bench.bench_fast_path", "bench.bench_inference", "bench.bench_memory", "bench.bench_throughput",
                  "bench.oracle_success", "bench.binding.prompt_order", "bench.binding.two_boxes"]
 

@@ -137,7 +137,8 @@ def test_saved_agents_keep_their_history_settings(tmp_path):
 def test_run_configuration_feeds_the_wrapper_and_names_bad_values():
     config = load_config({"data": {"history_window": 2, "history_images": 1}, "model": {"history_max_pixels": 5000}})
     agent = VLMWrapper.from_config(config, with_lora=False)
-    assert (agent.history_window, agent.history_images, agent.history_pixel_budget) == (2, 1, 5000)
+    assert (agent.history_window, agent.history_images, agent.history_pixel_budget((640, 480))) == (2, 1, 5000)
+    assert VLMWrapper("uivlm/tiny-qwen2-vl").history_pixel_budget((200, 100)) == 5000  # a quarter of 200 x 100
     for bad, message in [({"data": {"history_window": "many"}}, "data.history_window"),
                          ({"data": {"history_images": -1}}, "data.history_images"),
                          ({"model": {"history_max_pixels": 0}}, "model.history_max_pixels")]:

@@ -68,7 +68,8 @@ class ModelSettings:
     # Processor pixel budget; None keeps the checkpoint's. Training and evaluation must agree.
     min_pixels: int | None = None
     max_pixels: int | None = None
-    # Pixel budget of each history screenshot (data.history_images); None: a quarter of the main budget.
+    # Pixel budget of each history screenshot (data.history_images); None: a quarter of the pixels the
+    # current screenshot gets.
     # Locked between training and evaluation like the main budget.
     history_max_pixels: int | None = None
     constrained_decoding: bool = False
@@ -321,7 +322,7 @@ NUMBER_RANGES = {
     "model.temperature": (lambda v: v >= 0, "0 or more"),
     "model.min_pixels": _PIXEL_BUDGET,
     "model.max_pixels": _PIXEL_BUDGET,
-    "model.history_max_pixels": (lambda v: v >= 1, "1 or more pixels, or null for a quarter of the main budget"),
+    "model.history_max_pixels": (lambda v: v >= 1, "1 or more pixels, or null for a quarter of the current screenshot's"),
     "training.batch_size": (lambda v: v >= 1, "1 or more"),
     "training.gradient_accumulation_steps": (lambda v: v >= 1, "1 or more"),
     "training.checkpoint_interval": (lambda v: v >= 1, "1 or more steps"),

@@ -75,11 +75,35 @@ def history_report(named_rows: dict[str, list[dict]], records: list[dict]) -> di
     return report
 
 
+def episode_evaluation(named_rows: dict[str, list[dict]], records: list[dict], agent: VLMWrapper,
+                       batch_size: int = 8, progress: bool = True) -> dict:
+    """04's episode section: when the split holds episodes, ``agent`` is also evaluated without its
+    history (added to ``named_rows`` as ``"<name> without history"``, ``name`` being the last agent of
+    ``named_rows``) and every agent's episode metrics come back with the blind baseline
+    (:func:`history_report`); ``{}`` for a split of single steps."""
+    if not has_episodes(records):
+        return {}
+    name = list(named_rows)[-1]
+    named_rows[f"{name} without history"] = without_history(agent, records, batch_size, progress)
+    return history_report(named_rows, records)
+
+
+def live_history(records: list[dict], agent: VLMWrapper) -> dict:
+    """``live_success``'s history settings: an agent trained on episodes gets its own earlier actions
+    (and screenshots) back at every live step, one trained on single steps is asked single steps, as
+    it was trained."""
+    if has_episodes(records):
+        return {"history_window": "auto", "history_images": agent.history_images}
+    return {"history_window": 0, "history_images": 0}
+
+
 def history_table(report: dict):
     """Step accuracy and episode success side by side, one row per agent and the blind baseline."""
     import pandas as pd  # lazy: only the notebooks' tables need pandas here
 
     table = {}
+    if not report:
+        return pd.DataFrame({"note": ["no episodes in this split: every record is a single step"]})
     for name, metrics in report.items():
         if name == "blind baseline":
             table[name] = {"steps": metrics["n_steps"], "episodes": metrics["n_episodes"],

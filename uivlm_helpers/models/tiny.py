@@ -77,9 +77,17 @@ def tiny_checkpoint(model_name: str = "uivlm/tiny-qwen2-vl", cache_dir: str | Pa
     try:
         builder(staging, recipe)
         (staging / "uivlm_recipe.json").write_text(json.dumps(recipe, indent=2, sort_keys=True))
+        # Another process (a second notebook, a parallel test worker) may have finished the same build
+        # meanwhile: its copy is identical (seeded), and it may be reading it, so it stays.
+        if not rebuild and (target / "model.safetensors").is_file():
+            return target
         if target.exists():
             shutil.rmtree(target)
-        staging.rename(target)
+        try:
+            staging.rename(target)
+        except OSError:
+            if not (target / "model.safetensors").is_file():
+                raise
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)

@@ -186,7 +186,7 @@ class VLMWrapper:
         history_window: earlier actions of the episode written into each prompt (``"auto"``:
             :data:`AUTO_HISTORY_WINDOW` for a step of an episode, none for a single step).
         history_images: earlier screenshots shown before the current one (multi-image families only).
-        history_max_pixels: pixel budget of each earlier screenshot (None: a quarter of the main budget).
+        history_max_pixels: pixel budget of each earlier screenshot (None: a quarter of the current one's).
         A saved agent brings its own history settings, as it brings its prompt.
     """
 
@@ -425,21 +425,25 @@ class VLMWrapper:
                      for r in records]
         return histories, [list(r.get("history_images") or []) for r in records]
 
-    @property
-    def history_pixel_budget(self) -> int | None:
-        """Pixels of each earlier screenshot: ``history_max_pixels``, else a quarter of the main budget
-        (None where the family's processor sets its own size)."""
+    def history_pixel_budget(self, image_size: tuple[int, int]) -> int | None:
+        """Pixels of each earlier screenshot next to a current one of ``image_size``: ``history_max_pixels``,
+        else a quarter of what the current screenshot gets (its own pixels, capped by the main budget).
+        None where the family's processor sizes every image itself."""
         if self.history_max_pixels:
             return self.history_max_pixels
+        if not self.adapter.uses_pixel_budget:
+            return None
+        area = image_size[0] * image_size[1]
         main = self.pixel_budget.get("max_pixels")
-        return main // 4 if main else None
+        return max(1, min(area, main) // 4 if main else area // 4)
 
-    def history_screens(self, screens: list | None) -> list:
+    def history_screens(self, screens: list | None, image_size: tuple[int, int]) -> list:
         """The last ``history_images`` earlier screenshots (PIL images or paths), oldest first, scaled to
-        :attr:`history_pixel_budget` with the family's resize arithmetic."""
+        :meth:`history_pixel_budget` (for a current screenshot of ``image_size``) with the family's resize
+        arithmetic."""
         if not self.history_images or not screens:
             return []
-        budget = self.history_pixel_budget
+        budget = self.history_pixel_budget(image_size)
         chosen = [as_image(s) for s in list(screens)[-self.history_images:]]
         if not budget or not self.adapter.uses_pixel_budget:
             return chosen
@@ -474,7 +478,7 @@ class VLMWrapper:
         per_sample, prompts = [], []
         for image, size, instruction, history, screens in zip(images, sizes, instructions, histories,
                                                                history_images):
-            earlier = self.history_screens(screens)
+            earlier = self.history_screens(screens, size)
             per_sample.append([*earlier, image])
             prompts.append(self.prompt_text(instruction, examples, self.history_answers(history, size),
                                             image_count=len(earlier) + 1))

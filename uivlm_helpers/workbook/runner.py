@@ -45,6 +45,8 @@ PARAMETER_KEYS = {
     "TRAIN_SIZE": "data.train_size",
     "EVAL_SIZE": "data.eval_size",
     "DATA_SEED": "data.seed",
+    "HISTORY_WINDOW": "data.history_window",
+    "HISTORY_IMAGES": "data.history_images",
     "MAX_STEPS": "training.max_steps",
     "BATCH_SIZE": "training.batch_size",
     "GRAD_ACCUM": "training.gradient_accumulation_steps",

@@ -133,15 +133,18 @@ def check_history_images(config: RunConfig, spec: dict) -> int:
     return count
 
 
-def history_pixel_budget(config: RunConfig, spec: dict) -> int | None:
-    """Pixels of each history screenshot: ``model.history_max_pixels``, else a quarter of the main budget
-    (``model.max_pixels``, else the checkpoint's). None for a family whose image tokens do not depend on a
-    pixel budget (fixed-size or tiled images)."""
+def history_pixel_budget(config: RunConfig, spec: dict, image_size: tuple[int, int]) -> int | None:
+    """Pixels of each history screenshot next to a current one of ``image_size``: ``model.history_max_pixels``,
+    else a quarter of what the current screenshot gets (its own pixels, capped by ``model.max_pixels``, else
+    the checkpoint's budget), as :meth:`uivlm_helpers.models.wrapper.VLMWrapper.history_pixel_budget`. None
+    for a family whose image tokens do not depend on a pixel budget (fixed-size or tiled images)."""
     if config.model.history_max_pixels is not None:
         return config.model.history_max_pixels
     rule = spec["image_tokens"]
     main = config.model.max_pixels if config.model.max_pixels is not None else rule.get("max_pixels")
-    return main // 4 if main else None
+    if not main:
+        return None
+    return max(1, min(image_size[0] * image_size[1], main) // 4)
 
 
 COMPONENTS = ("weights", "lora", "gradients", "optimizer", "activations", "logits", "overhead")

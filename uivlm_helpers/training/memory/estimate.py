@@ -84,7 +84,7 @@ def history_cost(config: RunConfig, image_size: tuple[int, int] | None = None, *
     per_action = (HISTORY_ACTION_TOKENS[m.action_format] if history_action_tokens is None
                   else history_action_tokens)
     images = check_history_images(config, spec)
-    pixels = history_pixel_budget(config, spec) if images else None
+    pixels = history_pixel_budget(config, spec, (width, height)) if images else None
     image = None
     if images:
         rule = spec["image_tokens"]
