@@ -34,8 +34,11 @@ $(STAMP): pyproject.toml
 run: setup system-deps
 	$(PY) -m uivlm_helpers.workbook --run-dir $(RUN_DIR) $(ARGS)
 
+# Two pytest-xdist workers, one test file each at a time (module fixtures such as a whole executed workbook
+# run once); TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
 test: setup system-deps
-	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
+	$(PY) -m pytest -q -ra $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 lab: setup
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)

@@ -1,8 +1,22 @@
-"""Shared fixtures: the embedded tiny checkpoint and a few synthetic screens."""
+"""Shared fixtures: the embedded tiny checkpoint and a few synthetic screens.
 
-import pytest
+Under pytest-xdist (``make test`` runs two workers, one test file each at a time) the cores are shared
+between the workers: each worker's torch, and every process it starts (notebook kernels, training
+launches), gets its share of threads, since two processes each running one thread per core spend their
+time waiting on each other.
+"""
 
-from uivlm_helpers.models.tiny import tiny_checkpoint
+import os
+
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    _THREADS = str(max(1, (os.cpu_count() or 1) // _WORKERS))
+    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_name, _THREADS)
+
+import pytest  # noqa: E402
+
+from uivlm_helpers.models.tiny import tiny_checkpoint  # noqa: E402
 
 
 @pytest.fixture(scope="session")
