@@ -115,6 +115,11 @@ def test_qlora_4bit_forward_backward_on_cpu(screens):
     quantized = {n.removesuffix(".base_layer").rsplit(".", 1)[-1] for n, m in agent.model.named_modules()
                  if isinstance(m, bnb.nn.Linear4bit)}
     assert set(LINEAR) | set(FULL) | set(MLP) <= quantized  # the Gated-DeltaNet projections too
+    # Predicting first, then training: on a CPU with AVX512-BF16, bitsandbytes would repack the weights for
+    # inference (refusing the per-head projections, whose widths are not multiples of 32) and later
+    # backpropagate through a kernel without gradients; the wrapper keeps the trainable layout.
+    prediction = agent.predict([screens[0]["image"]], [screens[0]["instruction"]])[0]
+    assert prediction.raw_text is not None
     loss = agent.forward([screens[0]["image"]], [screens[0]["instruction"]], [screens[0]["action"]])["loss"]
     loss.backward()
     assert torch.isfinite(loss)

@@ -444,7 +444,27 @@ def _eval_notebook(page, lab, shots, seen):
     seen["browser_after"] = {"src": image.get_attribute("src"), "position": position.text_content(),
                              "natural": image.evaluate("e => [e.naturalWidth, e.naturalHeight]")}
     nb.screenshot("prediction_browser")
+    _episode_viewer(nb, seen)
     lab.shut_down_kernels()
+
+
+def _episode_viewer(nb, seen):
+    """Page the episode viewer and switch its failed-only filter (the held-out screens are one-step episodes)."""
+    cell = nb.cell(_cell_index("04_eval", "episode_viewer.EpisodeViewer("))
+    cell.scroll_into_view_if_needed()
+    counter = cell.get_by_text(re.compile(r"^\s*episode \d+ / \d+\s*$"))
+    counter.wait_for(timeout=30_000)
+    strip = cell.locator(".uivlm-episode-step img")
+    seen["episodes_first"] = {"counter": counter.text_content(), "images": strip.count()}
+    cell.get_by_role("button", name="next episode ▶").click()
+    _wait_for(lambda: counter.text_content() != seen["episodes_first"]["counter"], 30,
+              "the episode counter to move after next episode ▶")
+    seen["episodes_next"] = {"counter": counter.text_content(), "images": strip.count()}
+    failed_only = cell.get_by_role("checkbox", name="failed episodes only")
+    failed_only.check()
+    _wait_for(failed_only.is_checked, 30, "the failed-only box to be ticked")
+    time.sleep(1.0)  # the kernel re-renders the filmstrip after the change event
+    seen["episodes_failed"] = {"counter": counter.text_content(), "text": cell.inner_text()}
 
 
 @pytest.fixture(scope="module")
@@ -537,6 +557,18 @@ def test_prediction_browser_pages_to_the_next_prediction(lab_run):
     assert before["src"] and after["src"] and before["src"] != after["src"]
     assert before["natural"][0] >= 100 and after["natural"][0] >= 100
     assert before["position"].startswith("1 / ") and after["position"].startswith("2 / ")
+
+
+def test_episode_viewer_pages_and_filters_in_the_browser(lab_run):
+    first, after, failed = lab_run["episodes_first"], lab_run["episodes_next"], lab_run["episodes_failed"]
+    total = int(first["counter"].split("/")[1])
+    assert first["counter"].strip() == f"episode 1 / {total}" and after["counter"].strip() == f"episode 2 / {total}"
+    assert first["images"] >= 1 and after["images"] >= 1
+    if "no failed episodes" in failed["text"]:
+        assert failed["counter"].strip() == "episode 0 / 0"
+    else:  # only failed episodes remain: the shown one is marked failed
+        assert int(failed["counter"].split("/")[1]) <= total
+        assert "episode failed" in failed["text"] and "✗" in failed["text"]
 
 
 def test_screenshots_were_saved(lab_run):

@@ -117,6 +117,21 @@ def _agent_space(agent_file: Path, agent: dict | None, requested: str | None, ad
     return saved or requested or adapter.coordinate_space
 
 
+def _keep_trainable_4bit_layout(model) -> None:
+    """Turn off bitsandbytes' CPU inference repacking of 4-bit weights.
+
+    On a CPU with AVX512-BF16, ``Linear4bit`` repacks its weights at the first forward pass in eval mode
+    without gradients (a prediction) and keeps them packed: a later training step then backpropagates
+    through a kernel that has no gradient (zero gradients reach every earlier layer, with only a warning),
+    and layers whose output width is not a multiple of 32 (Qwen3.5's per-head ``in_proj_a`` / ``in_proj_b``)
+    fail outright. An agent predicts and trains in one process (04 after 03, notebooks run by hand), so
+    its 4-bit layers keep the layout that trains.
+    """
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+
+
 def _history_settings(family: str, window, images) -> tuple[int | str, int]:
     """Validated ``(history_window, history_images)``; earlier screenshots need a multi-image family."""
     if window != "auto" and (isinstance(window, bool) or not isinstance(window, int) or window < 0):
@@ -294,6 +309,8 @@ class VLMWrapper:
         if self.device != "auto" and not (load_in_8bit or load_in_4bit):
             model.to(self.device)
         self.quantized = load_in_8bit or load_in_4bit
+        if load_in_4bit:
+            _keep_trainable_4bit_layout(model)
         return model
 
     def add_lora(self, lora_config: dict, seed: int = 0, vision: bool = False) -> None:
