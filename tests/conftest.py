@@ -34,3 +34,12 @@ def screens(tmp_path_factory):
     folder = tmp_path_factory.mktemp("screens")
     jsonl = synth.generate_records(8, seed=3, out_dir=folder)
     return [as_plain(r) for r in schema.read_records(jsonl)]
+
+
+def pytest_collection_modifyitems(items):
+    """Files with end-to-end (``slow``) tests first, the fine-tuning runs (the longest) leading: two workers
+    start on the longest files and the short ones fill in around them, instead of one long file running
+    alone at the end."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    # stable: file and test order kept otherwise
+    items.sort(key=lambda item: (item.path not in slow_files, "learning" not in item.path.name))
