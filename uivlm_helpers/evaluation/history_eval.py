@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 
 from ..models.wrapper import VLMWrapper
-from .episode_metrics import episode_metrics
+from .episode_metrics import episode_metrics, mind2web_metrics
 from .evaluate import predict_records
 
 
@@ -68,9 +68,14 @@ def history_report(named_rows: dict[str, list[dict]], records: list[dict]) -> di
     """Episode metrics per agent (rows from :func:`predict_records`), plus the blind baseline.
 
     Returns:
-        ``{agent: episode_metrics(...), "blind baseline": blind_baseline(records)}``.
+        ``{agent: episode_metrics(...), "blind baseline": blind_baseline(records)}``; an agent's metrics
+        gain ``"mind2web"`` (:func:`.episode_metrics.mind2web_metrics`) when rows come from Mind2Web.
     """
     report = {name: episode_metrics(rows) for name, rows in named_rows.items()}
+    for name, rows in named_rows.items():  # Mind2Web's own metrics for its records
+        web = [r for r in rows if str(r.get("source") or "").startswith("mind2web")]
+        if web:
+            report[name]["mind2web"] = mind2web_metrics(web)
     report["blind baseline"] = blind_baseline(records)
     return report
 
@@ -113,3 +118,19 @@ def history_table(report: dict):
                            "step accuracy": metrics["step_success_rate"],
                            "episode success": metrics["episode_success_rate"]}
     return pd.DataFrame(table).T
+
+
+def breakdown_table(report: dict, by: str = "source"):
+    """Step accuracy and episode success per ``source`` (AndroidControl's modes included) or ``platform``,
+    one row per agent and group: where each agent does well and where it drops."""
+    import pandas as pd  # lazy: only the notebooks' tables need pandas here
+
+    rows = {}
+    for name, metrics in report.items():
+        for group, part in (metrics.get(f"by_{by}") or {}).items():
+            rows[(name, group)] = {"steps": part["n_steps"], "episodes": part["n_episodes"],
+                                   "step accuracy": part["step_success_rate"],
+                                   "episode success": part["episode_success_rate"]}
+    if not rows:
+        return pd.DataFrame({"note": [f"no episodes in this split to break down by {by}"]})
+    return pd.DataFrame(rows).T.rename_axis(["agent", by])
