@@ -17,7 +17,7 @@ Three tables, written to ``bench/results/bench_history_<cpu|gpu>.json``:
    :func:`~uivlm_helpers.training.memory.estimate_training_memory` for the same settings.
 3. **Full-size Qwen2-VL-2B, estimated only** (1288x728 screens, LoRA on all projections, the workbook's
    fast-path defaults on a GPU: cached tower features; the fused loss only where liger-kernel is
-   installed; with earlier screenshots the cache steps aside and the tower runs in the step): 4 earlier
+   installed; earlier screenshots come from the cache too): 4 earlier
    actions with 0 or 2 earlier screenshots, at the default history budget (a
    quarter of the pixels the current screenshot gets: 234,416 for 1288x728) and at 200,704 pixels (252 tokens).
 

@@ -146,6 +146,40 @@ def test_run_configuration_feeds_the_wrapper_and_names_bad_values():
             load_config(bad)
 
 
-def test_history_images_keep_the_feature_cache_aside_but_text_history_does_not():
-    assert not cache_decision("auto", "qwen2_vl", history_images=2).enabled
-    assert cache_decision("auto", "qwen2_vl", history_images=0).enabled
+@pytest.mark.parametrize("name", ["uivlm/tiny-qwen2-vl", "uivlm/tiny-qwen3-vl", "uivlm/tiny-idefics2"])
+def test_feature_cache_serves_earlier_screenshots_once_and_equals_the_plain_batch(name, tmp_path):
+    """The cache holds each screenshot the prompts show once - the same file as one step's current screen and
+    the next steps' earlier one - and the cached batch gives the plain batch's loss (DeepStack included)."""
+    from uivlm_helpers.training.collate import UICollator
+    from uivlm_helpers.training.features import (CachedFeaturesCollator, build_cache, install_feature_hook,
+                                                 remove_feature_hook)
+
+    agent = VLMWrapper(name, history_window="auto", history_images=2, history_max_pixels=200 * 200)
+    agent.freeze_vision_encoder()
+    assert cache_decision("auto", agent.family).enabled
+    paths = []
+    for i, screen in enumerate(_screens()):
+        paths.append(str(tmp_path / f"step{i}.png"))
+        screen.save(paths[-1])
+    records = [{"id": f"ep-{i}", "image": paths[i], "instruction": "Click OK", "action": HISTORY[i % 2 * 3],
+                "episode_id": "ep", "step": i, "history": [HISTORY[j % 2 * 3] for j in range(i)],
+                "history_images": paths[:i]} for i in range(3)]
+    cache = build_cache(agent, records, tmp_path / "cache", progress=False)
+    # three screens; a Qwen family shows the two earlier ones at the history budget (224 x 224 is over it:
+    # two more entries), Idefics2 shows them as they are (the entries of the steps they were current in)
+    assert cache.build_report["history_images"] == 2
+    assert cache.build_report["distinct_images"] == (5 if agent.adapter.uses_pixel_budget else 3)
+    assert build_cache(agent, records, tmp_path / "cache", progress=False).build_report["computed"] == 0
+    agent.model.eval()
+    plain = UICollator(agent)(records)
+    cached_collator = CachedFeaturesCollator(agent, cache)
+    cached = cached_collator(records)
+    assert cached_collator.computed_on_the_fly == 0 and "pixel_values" not in cached
+    with torch.no_grad():
+        plain_loss = agent.model(**plain).loss
+        install_feature_hook(agent.model)
+        try:
+            cached_loss = agent.model(**cached).loss
+        finally:
+            remove_feature_hook(agent.model)
+    assert torch.allclose(plain_loss, cached_loss, atol=1e-5), (plain_loss, cached_loss)

@@ -713,18 +713,16 @@ def test_suggested_changes_can_shrink_or_drop_history_screenshots():
     assert none_estimate["history"]["window"] == 4                 # the earlier actions stay
 
 
-def test_history_screenshots_train_on_the_plain_path():
-    """The feature cache lays out one screenshot per sample: with history screenshots ``auto`` leaves it off
-    (the tower's pixels and activations count again), ``true`` is training's own error; earlier actions
-    alone keep it."""
-    from uivlm_helpers.training.features import FastPathError
-
+def test_history_screenshots_come_from_the_feature_cache_too():
+    """The feature cache holds earlier screenshots like current ones: with ``auto`` the estimate keeps it,
+    and the screenshots' tokens still lengthen every sample (features instead of pixels)."""
     settings = dict(training__batch_size=1, data__image_width=1288, data__image_height=728, data__source="aitw",
                     training__cache_vision_features="auto")
     actions_only = memory.estimate_training_memory(_config(**settings))
     with_screens = memory.estimate_training_memory(_config(**settings, data__history_images=1))
+    plain = memory.estimate_training_memory(_config(**{**settings, "training__cache_vision_features": "false"},
+                                                    data__history_images=1))
     assert actions_only["assumptions"]["cache_vision_features"] is True
-    assert with_screens["assumptions"]["cache_vision_features"] is False
-    with pytest.raises(FastPathError, match="data.history_images=1"):
-        memory.estimate_training_memory(_config(**{**settings, "training__cache_vision_features": "true"},
-                                                data__history_images=1))
+    assert with_screens["assumptions"]["cache_vision_features"] is True
+    assert with_screens["sequence_tokens"] > actions_only["sequence_tokens"]
+    assert actions_only["total_gib"] < with_screens["total_gib"] < plain["total_gib"]

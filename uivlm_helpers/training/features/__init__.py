@@ -55,7 +55,7 @@ from .key import (_INT_OF_SIZE, CACHE_FORMAT, _fingerprint, feature_key, image_h
 from .prepare import prepare_fast_path
 from .report import _answer_loss, check_exact, compare_paths, fast_path_report
 from .store import (CACHE_SUBDIR, KEY_FILE, MANIFEST, FeatureCache, build_cache, cache_root, describe_cache,
-                    record_image_keys)
+                    record_history_screens, record_image_keys)
 from .tower import compute_features, image_layouts, image_token_id
 
 __all__ = [
@@ -64,7 +64,7 @@ __all__ = [
     "apply_fused_ce", "build_cache", "cache_decision", "cache_root", "check_exact", "compare_paths",
     "compute_features", "decide_cache", "decide_fused_ce", "deepstack_levels", "describe_cache", "fast_path_report",
     "feature_key", "image_hash", "image_layouts", "image_token_id", "install_feature_hook", "key_hash",
-    "mode_dependent_in_spec", "mode_dependent_vision_modules", "prepare_fast_path", "record_image_keys",
+    "mode_dependent_in_spec", "mode_dependent_vision_modules", "prepare_fast_path", "record_history_screens", "record_image_keys",
     "remove_feature_hook", "rope_position_ids", "tensor_checksum", "trainable_vision_parameters",
     "vision_weights_hash",
     # the tests reach these helpers through the package: the GPU weight fingerprint and the answer-only loss

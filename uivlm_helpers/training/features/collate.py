@@ -74,7 +74,9 @@ class CachedFeaturesCollator:
     Tokens, labels and every text input are the processor's own (the same call as the plain collator);
     the vision inputs are dropped, :data:`FEATURES_KEY` holds the features of the batch's images in
     order, and the Qwen families get their M-RoPE ``position_ids``. A screenshot missing from the cache
-    (or whose entry fails its checksum) is computed on the spot and kept in memory.
+    (or whose entry fails its checksum) is computed on the spot and kept in memory. Earlier screenshots
+    (``data.history_images``) come from the cache too, scaled as the agent shows them
+    (:func:`.store.record_history_screens`), ahead of each sample's own.
 
     For Qwen families with screenshot files whose cache entries carry their token layout, a batch is
     built without decoding or resizing any screenshot (``text_only``): the file's hash comes from the
@@ -108,11 +110,18 @@ class CachedFeaturesCollator:
         return features
 
     def __call__(self, records: list[dict]):
-        batch = self._text_only_batch(records) if self.text_only else None
+        with_history = bool(self.wrapper.history_images) and any(r.get("history_images") for r in records)
+        batch = self._text_only_batch(records) if self.text_only and not with_history else None
         if batch is not None:
             return batch
         images = [as_image(r["image"]) for r in records]
-        return self.finish(self.plain.encode(records, images, [img.size for img in images]), images)
+        batch = self.plain.encode(records, images, [img.size for img in images])
+        if not with_history:
+            return self.finish(batch, images)
+        # Each sample's image tokens are its earlier screenshots' (as the agent scales them), then its own.
+        shown = [[*self.wrapper.history_screens(r.get("history_images"), image.size), image]
+                 for r, image in zip(records, images)]
+        return self._attach(batch, [torch.cat([self.features(i) for i in row]) for row in shown])
 
     def _text_only_batch(self, records: list[dict]) -> dict | None:
         """The batch from cached layouts and features, or None when a screenshot is not a cached file."""

@@ -77,8 +77,7 @@ def mode_dependent_in_spec(spec: dict) -> list[str]:
 
 
 def cache_decision(setting, family: str, *, trainable_vision: str | None = None, mode_dependent=(),
-                   augments_images: bool = False, has_image_features: bool = True,
-                   history_images: int = 0) -> Decision:
+                   augments_images: bool = False, has_image_features: bool = True) -> Decision:
     """Whether vision features are cached, from the facts that decide it (the one rule: training's
     :func:`decide_cache` reads the facts off the loaded model, the memory estimate off the run
     configuration and the architecture spec).
@@ -90,8 +89,6 @@ def cache_decision(setting, family: str, *, trainable_vision: str | None = None,
         mode_dependent: parts of the tower that compute differently in training mode.
         augments_images: the training images change from epoch to epoch.
         has_image_features: the model has an image-token id and ``get_image_features``.
-        history_images: earlier screenshots per sample (``data.history_images``); the cached batches hold
-            one screenshot per sample, so several images per sample train on the plain path.
 
     Raises:
         FastPathError: ``true`` where the cached path cannot equal the plain one.
@@ -112,9 +109,6 @@ def cache_decision(setting, family: str, *, trainable_vision: str | None = None,
         problems.append(f"{family}: {plugin.feature_cache_reason}")
     if not has_image_features:
         problems.append(f"{family}: the model has no image-token id or get_image_features")
-    if history_images:
-        problems.append(f"data.history_images={history_images} puts several screenshots in one sample; the "
-                        "feature cache lays out one per sample (data.history_window alone keeps the cache)")
     if not problems:
         return Decision(True, "the vision tower is frozen and the images are not augmented: features cached")
     if setting == "true":
@@ -144,8 +138,7 @@ def decide_cache(setting, wrapper: VLMWrapper, augments_images: bool = False) ->
                           if trainable else None),
         mode_dependent=mode_dependent_vision_modules(wrapper), augments_images=augments_images,
         has_image_features=(image_token_id(wrapper.model) is not None
-                            and hasattr(hf_model(wrapper.model), "get_image_features")),
-        history_images=getattr(wrapper, "history_images", 0))
+                            and hasattr(hf_model(wrapper.model), "get_image_features")))
 
 
 def _liger_model_types() -> set[str] | None:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import torch
+from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import save
 from tqdm.auto import tqdm
@@ -275,10 +276,33 @@ def record_image_keys(records, root: Path | None = None, index: dict | None = No
     return keys
 
 
+def record_history_screens(wrapper: VLMWrapper, records) -> list:
+    """The earlier screenshots the agent shows with ``records`` (``data.history_images``), as it shows them:
+    the last ``history_images`` of each record's, scaled to the history pixel budget. A screenshot that is
+    the history of several steps comes back once per step; its features are stored once (same pixels, same
+    key)."""
+    if not wrapper.history_images:
+        return []
+    screens = []
+    for record in records:
+        earlier = record.get("history_images") or []
+        if earlier:
+            screens.extend(wrapper.history_screens(earlier, _image_size(record["image"])))
+    return screens
+
+
+def _image_size(image) -> tuple[int, int]:
+    if isinstance(image, Image.Image):
+        return image.size
+    with Image.open(image) as opened:  # reads the header, not the pixels
+        return opened.size
+
+
 def build_cache(wrapper: VLMWrapper, records, cache_dir: str | Path, *, mixed_precision: str = "no",
                 batch_size: int = 8, shard_mb: float = 256, progress: bool = True, keep_stale: bool = False,
                 verify: bool = False) -> FeatureCache:
-    """Compute and store the vision features of every distinct screenshot in ``records`` not cached yet.
+    """Compute and store the vision features of every distinct screenshot in ``records`` not cached yet, the
+    earlier screenshots the agent shows with them included (:func:`record_history_screens`).
 
     Args:
         cache_dir: the cache root (``RUN_DIR/cache/vision_features`` or the user's folder); the features
@@ -346,6 +370,13 @@ def _build_cache(wrapper, records, root: Path, key: dict, *, mixed_precision, ba
         if image_key not in cache and image_key not in seen:
             seen.add(image_key)
             todo.append((image_key, record["image"]))
+    history_keys = []
+    for screen in record_history_screens(wrapper, records):
+        history_key = image_hash(screen)
+        history_keys.append(history_key)
+        if history_key not in cache and history_key not in seen:
+            seen.add(history_key)
+            todo.append((history_key, screen))
     start = time.perf_counter()
     bar = tqdm(total=len(todo), desc="caching vision features", unit="img", disable=not progress or not todo)
     try:
@@ -361,8 +392,10 @@ def _build_cache(wrapper, records, root: Path, key: dict, *, mixed_precision, ba
         bar.close()
     cache.manifest["build_s"] = float(cache.manifest.get("build_s", 0.0)) + time.perf_counter() - start
     cache._write_manifest()
-    cache.build_report = {"records": len(records), "distinct_images": len(set(image_keys)),
-                          "computed": len(todo), "reused": len(set(image_keys)) - len(todo),
+    distinct = len(set(image_keys) | set(history_keys))
+    cache.build_report = {"records": len(records), "distinct_images": distinct,
+                          "history_images": len(set(history_keys)),
+                          "computed": len(todo), "reused": distinct - len(todo),
                           "seconds": time.perf_counter() - start, "repaired": repaired,
                           "stale_removed": [p.name for p in stale] if not keep_stale else []}
     return cache

@@ -343,22 +343,20 @@ def fast_path_switches(config: RunConfig, spec: dict, gpu: bool) -> tuple[bool, 
     ``auto`` asks :func:`uivlm_helpers.training.features.cache_decision`, the rule training applies to the loaded model, with
     the facts the configuration and spec give: the tower trains when ``model.freeze_vision_encoder`` is
     false (fully, or under LoRA through adapters on its layers), and the spec's dropout / stochastic-depth
-    rates. ``true`` is estimated as asked. Earlier screenshots (``data.history_images``) put several images in
-    a sample, which the cache does not lay out: ``auto`` then trains on the plain path and ``true`` is the
-    same error training raises. The fused loss needs a GPU, liger-kernel installed and a family it patches.
+    rates. ``true`` is estimated as asked. The cache holds earlier screenshots (``data.history_images``) as it
+    holds the current ones. The fused loss needs a GPU, liger-kernel installed and a family it patches.
     """
 
     t = config.training
     cache_setting = str(getattr(t, "cache_vision_features", "false")).lower()
     fused_setting = str(getattr(t, "fused_cross_entropy", "false")).lower()
-    history_images = config.data.history_images
-    if cache_setting == "true" and not history_images:
+    if cache_setting == "true":
         cache = True                                   # estimated as asked
-    elif cache_setting in ("auto", "true"):            # with history screenshots "true" raises like training
+    elif cache_setting == "auto":
         cache = cache_decision(
             cache_setting, spec["family"], mode_dependent=mode_dependent_in_spec(spec),
             trainable_vision=None if config.model.freeze_vision_encoder else "model.freeze_vision_encoder is false",
-            history_images=history_images).enabled
+        ).enabled
     else:
         cache = False
     liger = importlib.util.find_spec("liger_kernel") is not None

@@ -127,7 +127,8 @@ def estimate_training_memory(config: RunConfig, image_size: tuple[int, int] | No
         spec: an architecture spec to use instead of looking up ``config.model.name``.
 
     The episode history (:func:`history_cost`) lengthens every sample: the earlier actions as text and the
-    earlier screenshots (``data.history_images``) as image tokens, which also go through the vision tower.
+    earlier screenshots (``data.history_images``) as image tokens, which also go through the vision tower
+    (or come from the feature cache with the current ones).
 
     Returns:
         ``{"components": {name: GiB}, "total_gib", "peak_allocated_gib", "params", "trainable_params",
