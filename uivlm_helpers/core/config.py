@@ -33,6 +33,9 @@ MIXED_PRECISION = ("no", "fp16", "bf16")
 #: run that asks for it, and the visibility falls back to private. They are reset to their defaults
 #: when a configuration is loaded and never written to ``config.yaml``.
 RUN_ONLY_KEYS = ("share.push", "share.private")
+#: Earlier actions ``data.history_window: auto`` writes for a step of an episode (the wrapper's prompts and
+#: the memory estimate read this one value).
+AUTO_HISTORY_WINDOW = 4
 
 
 class ConfigError(ValueError):

@@ -19,7 +19,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor, BitsAndByte
 
 from ..core.actions import (Action, ActionDecoder, ParseFailure, decode_to_pixels, encode_action, get_space,
                             render_action)
-from ..core.config import DEFAULT_MODEL, DEFAULT_TASK_PROMPT, RunConfig
+from ..core.config import AUTO_HISTORY_WINDOW, DEFAULT_MODEL, DEFAULT_TASK_PROMPT, RunConfig
 from ..core.coords import SPACE_NAMES, smart_resize
 from ..core.images import as_image
 from ..core.prompts import user_text
@@ -29,8 +29,6 @@ from .resolve import resolve_model_path
 from .tiny import TINY_MODELS
 
 AGENT_FILE = "uivlm_agent.json"  # what travels with a saved agent besides weights and processor
-#: ``history_window="auto"``: earlier actions shown for a step of an episode (single steps show none).
-AUTO_HISTORY_WINDOW = 4
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 

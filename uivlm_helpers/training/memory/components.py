@@ -13,7 +13,7 @@ import importlib.util
 import torch
 
 from ...core.actions import ACTION_FORMATS, Action, render_action
-from ...core.config import RunConfig
+from ...core.config import AUTO_HISTORY_WINDOW, RunConfig
 from ...data.synth_episodes import EPISODES_SOURCE
 from ...families.registry import FAMILIES
 from ..features import cache_decision, mode_dependent_in_spec
@@ -43,8 +43,6 @@ CPU_PROCESS_GIB = 0.6
 #: (MiniWoB++ demonstrations and the synthetic two-step episodes, ``"episodes"``, are episodes too); every
 #: other source is single-step.
 EPISODE_SOURCES = ("aitw", "androidcontrol", "mind2web", "miniwob", EPISODES_SOURCE)
-#: Earlier actions ``data.history_window: auto`` writes for an episode source.
-AUTO_HISTORY_WINDOW = 4
 
 #: The actions the per-action token count is measured on: episode steps are mostly clicks (two, with three
 #: and four digits), then typing, scrolling and keys.
